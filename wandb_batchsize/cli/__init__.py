@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from wandb_batchsize import __version__
 
 # module names in this package, in the order ``--help`` lists them
-SUBCOMMANDS = ("analyze",)
+SUBCOMMANDS = ("analyze", "dashboard", "sweep")
 
 
 class UsageError(Exception):

@@ -1,0 +1,519 @@
+"""``wandb-batchsize sweep``: create, run (offline) and analyse batch-size sweeps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wandb_batchsize.cli import UsageError
+
+EPILOG = """\
+the loop:
+  wandb-batchsize sweep create --max-batch 1024 --metric val/loss > sweeps/bs.yaml
+  # online, with an account: W&B's own agent
+  wandb sweep sweeps/bs.yaml && wandb agent ENTITY/PROJECT/SWEEP_ID
+  wandb-batchsize sweep analyze ENTITY/PROJECT/SWEEP_ID
+  # offline, no account: the same YAML, the same program, runs grouped locally
+  wandb-batchsize sweep run sweeps/bs.yaml --group bs-demo
+  wandb-batchsize sweep analyze ./wandb --group bs-demo
+
+exit status: 0 on success, 2 on bad input (one-line message on stderr),
+1 when runs or the analysis failed.
+"""
+
+CREATE_EPILOG = """\
+The learning rate follows the batch size through constant parameters lr_scaling,
+base_lr, base_batch (and max_lr) that the program applies
+(wandb_batchsize.tracking.sweeps.lr_from_config): a W&B grid cannot tie two
+parameters. The output is checked against W&B's sweep-config schema.
+
+examples:
+  wandb-batchsize sweep create --max-batch 1024 > sweeps/bs.yaml
+  wandb-batchsize sweep create --max-batch 512 --min-batch 16 --repeats 3 \\
+      --lr-scaling sqrt --base-lr 0.05 --param epochs=2 -o sweeps/bs.yaml
+  wandb-batchsize sweep create --max-batch 256 --metric steps_to_target --target 0.55 \\
+      --lr-scaling linear --base-lr 0.02 --base-batch 4 --max-lr 0.8 --param max_steps=2000
+"""
+
+RUN_EPILOG = """\
+Each parameter set runs the YAML's program as a subprocess, given its parameters
+as W&B's agent gives them (WANDB_SWEEP_PARAM_PATH, read by wandb.init, and
+--key=value arguments), as an offline W&B run (WANDB_MODE=offline unless --mode)
+in one group (WANDB_RUN_GROUP). method bayes needs W&B's server: use wandb agent.
+
+examples:
+  wandb-batchsize sweep run sweeps/bs.yaml --group bs-demo --jobs 2
+  wandb-batchsize sweep run sweeps/bs.yaml --dry-run
+"""
+
+ANALYZE_EPILOG = """\
+SOURCE is ENTITY/PROJECT/SWEEP_ID (online, through wandb.Api: needs an account) or
+a folder of W&B run folders (a wandb/ dir or its parent; offline, read from the
+run files), with --group naming the runs' group.
+
+Finished runs only: crashed, failed, killed or running runs are skipped and
+counted. Repeats per batch size are averaged (mean, standard error). With a
+steps/samples-to-target metric, B_crit of S = S_min (1 + B_noise / B) is fitted.
+The metric defaults to the sweep config's (online: the sweep's; offline: the one
+`sweep run` recorded in wandb/sweep-GROUP/sweep.json), else val/loss.
+The analysis is also logged as a W&B run (job_type sweep-analysis) with the chi(B)
+chart, the per-batch table and sweep/K_c: for a folder, an offline run next to the
+sweep's runs and in their group (unless WANDB_MODE/--mode say otherwise); --no-log
+to skip.
+
+examples:
+  wandb-batchsize sweep analyze my-team/my-project/abc123de
+  wandb-batchsize sweep analyze ./wandb --group bs-demo --plot sweep.png --json sweep.json
+  wandb-batchsize sweep analyze ./wandb --group bs-steps --metric steps_to_target
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "sweep",
+        help="batch-size sweeps: create a W&B sweep config, run it offline, analyse it",
+        description="Batch-size sweeps bounded by the memory ceiling, run by W&B's agent "
+        "(or offline), analysed in sweep mode (K_c, and B_crit for steps to a target).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="sweep_command", metavar="ACTION")
+    parser.set_defaults(func=lambda args: _no_action(parser))
+    _register_create(sub)
+    _register_run(sub)
+    _register_analyze(sub)
+
+
+def _no_action(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+# -- create --------------------------------------------------------------------------
+
+
+def _register_create(sub: Any) -> None:
+    p = sub.add_parser(
+        "create",
+        help="print (or write) a W&B sweep YAML over batch sizes up to the ceiling",
+        description="A W&B sweep config whose batch_size takes the powers of two between "
+        "--min-batch and --max-batch (the memory ceiling), with a seed per repeat.",
+        epilog=CREATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--max-batch", type=int, required=True, help="the ceiling (largest batch)")
+    p.add_argument("--min-batch", type=int, default=8, help="smallest batch (default 8)")
+    p.add_argument("--batch-sizes", help="explicit comma-separated sizes instead of powers of two")
+    p.add_argument("--metric", default="val/loss", help="metric to record (default val/loss)")
+    p.add_argument("--goal", default="minimize", help="minimize (default) or maximize")
+    p.add_argument("--program", default="sweeps/train.py", help="script the agent runs")
+    p.add_argument("--repeats", type=int, default=1, help="seeds per batch size (default 1)")
+    p.add_argument("--lr-scaling", choices=["linear", "sqrt"], default=None)
+    p.add_argument("--base-lr", type=float, default=None, help="lr at --base-batch")
+    p.add_argument("--base-batch", type=int, default=None, help="default: the smallest batch")
+    p.add_argument("--max-lr", type=float, default=None, help="cap on the scaled lr")
+    p.add_argument(
+        "--target",
+        type=float,
+        default=None,
+        help="metric target passed to the program (it logs steps_to_target)",
+    )
+    p.add_argument("--method", default="grid", help="grid (default), random or bayes")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a constant parameter for the program (YAML value); repeatable",
+    )
+    p.add_argument(
+        "--param-values",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a categorical parameter (the grid multiplies it); repeatable",
+    )
+    p.add_argument("--name", default=None, help="sweep name")
+    p.add_argument("--project", default=None, help="W&B project of the sweep")
+    p.add_argument("--entity", default=None, help="W&B entity of the sweep")
+    p.add_argument("-o", "--output", default=None, help="write the YAML here instead of stdout")
+    p.set_defaults(func=cmd_create)
+
+
+def _split_key_value(text: str, flag: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"{flag} takes KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def _yaml_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        return text
+
+
+def _extra_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    for item in args.param:
+        key, value = _split_key_value(item, "--param")
+        extra[key] = {"value": _yaml_value(value)}
+    for item in args.param_values:
+        key, value = _split_key_value(item, "--param-values")
+        values = [_yaml_value(v.strip()) for v in value.split(",") if v.strip()]
+        if not values:
+            raise UsageError(f"--param-values {key}= needs at least one value")
+        extra[key] = {"values": values}
+    return extra
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise UsageError(f"{flag} takes comma-separated integers, got {text!r}") from None
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from wandb_batchsize.tracking.sweeps import batch_size_sweep, dump_sweep_config
+
+    sizes = _int_list(args.batch_sizes, "--batch-sizes") if args.batch_sizes else None
+    try:
+        config = batch_size_sweep(
+            args.max_batch,
+            min_batch=args.min_batch if sizes is None else min([args.min_batch, *sizes]),
+            metric=args.metric,
+            goal=args.goal,
+            program=args.program,
+            repeats=args.repeats,
+            lr_scaling=args.lr_scaling,
+            base_lr=args.base_lr,
+            base_batch=args.base_batch,
+            method=args.method,
+            extra_parameters=_extra_parameters(args),
+            batch_sizes=sizes,
+            max_lr=args.max_lr,
+            target=args.target,
+            name=args.name,
+            project=args.project,
+            entity=args.entity,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    header = (
+        "# W&B sweep config made by wandb-batchsize sweep create\n"
+        "# online:  wandb sweep THIS.yaml && wandb agent ENTITY/PROJECT/SWEEP_ID\n"
+        "# offline: wandb-batchsize sweep run THIS.yaml --group NAME\n"
+    )
+    text = header + dump_sweep_config(config)
+    if args.output:
+        try:
+            Path(args.output).write_text(text)
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.output}: {exc}") from None
+        sizes_text = ", ".join(str(b) for b in config["parameters"]["batch_size"]["values"])
+        print(f"wrote {args.output} (batch sizes {sizes_text})", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# -- run -----------------------------------------------------------------------------
+
+
+def _register_run(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a sweep YAML's grid/random parameter sets offline, as grouped W&B runs",
+        description="Execute a W&B sweep config locally, without a W&B server: each "
+        "parameter set runs the config's program as an (offline) W&B run.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", metavar="SWEEP_YAML")
+    p.add_argument("--group", default=None, help="W&B group of the runs (default: name-time)")
+    p.add_argument(
+        "--dir",
+        default=None,
+        help="WANDB_DIR of the runs: they go to DIR/wandb/ (default: $WANDB_DIR or .)",
+    )
+    p.add_argument(
+        "--count", type=int, default=None, help="number of runs (random sweeps; caps a grid)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of random sweeps")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per run before a kill")
+    p.add_argument(
+        "--mode",
+        default="offline",
+        choices=["offline", "online", "disabled"],
+        help="WANDB_MODE of the runs (default offline)",
+    )
+    p.add_argument("--project", default=None, help="WANDB_PROJECT of the runs")
+    p.add_argument("--dry-run", action="store_true", help="print the parameter sets, run nothing")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from wandb_batchsize.tracking.sweep_runner import (
+        LocalSweepError,
+        parameter_sets,
+        run_sweep_locally,
+    )
+    from wandb_batchsize.tracking.sweeps import load_sweep_config
+
+    try:
+        config = load_sweep_config(args.config)
+        sets = parameter_sets(config, count=args.count, seed=args.seed)
+    except (OSError, ValueError) as exc:  # SweepConfigError and LocalSweepError included
+        raise UsageError(str(exc)) from None
+    if args.dry_run:
+        for i, params in enumerate(sets, 1):
+            print(f"[{i}/{len(sets)}] " + " ".join(f"--{k}={v}" for k, v in params.items()))
+        return 0
+
+    def report(outcome: Any, total: int) -> None:
+        print(f"[{outcome.index + 1}/{total}] {outcome.describe()}", flush=True)
+        if not outcome.ok:
+            tail = outcome.log_tail(6)
+            if tail:
+                print("    " + tail.replace("\n", "\n    "), flush=True)
+            print(f"    full log: {outcome.log_path}", flush=True)
+
+    try:
+        done = run_sweep_locally(
+            config,
+            group=args.group,
+            wandb_dir=args.dir,
+            base_dir=Path(args.config).resolve().parent,
+            count=args.count,
+            seed=args.seed,
+            jobs=args.jobs,
+            timeout=args.timeout,
+            mode=args.mode,
+            project=args.project,
+            on_trial=report,
+        )
+    except LocalSweepError as exc:
+        raise UsageError(str(exc)) from None
+    print(
+        f"{done.n_finished} of {len(done.outcomes)} runs finished"
+        + (f", {done.n_failed} failed" if done.n_failed else "")
+        + f"; group {done.group!r} in {done.wandb_dir / 'wandb'}"
+    )
+    where = shlex.quote(str(done.wandb_dir))
+    print(f"next: wandb-batchsize sweep analyze {where} --group {shlex.quote(done.group)}")
+    return 0 if done.n_finished else 1
+
+
+# -- analyze -------------------------------------------------------------------------
+
+
+def _register_analyze(sub: Any) -> None:
+    p = sub.add_parser(
+        "analyze",
+        help="sweep-mode K_c (and B_crit) of a W&B sweep, online or from offline run folders",
+        description="Collect (batch_size, metric) from the finished runs of a sweep, "
+        "aggregate repeats, and run the sweep-mode analysis.",
+        epilog=ANALYZE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("source", metavar="SOURCE", help="ENTITY/PROJECT/SWEEP_ID or a run folder")
+    p.add_argument("--group", default=None, help="group of the offline runs to analyse")
+    p.add_argument(
+        "--metric",
+        default=None,
+        help="metric key (default: the sweep config's metric, else val/loss)",
+    )
+    p.add_argument(
+        "--reduce",
+        default="last",
+        choices=["last", "min", "max"],
+        help="value per run: summary/last (default), or min/max over its history",
+    )
+    p.add_argument(
+        "--kind",
+        default=None,
+        choices=["loss", "steps_to_target", "samples_to_target"],
+        help="metric kind (default: from the metric name); *_to_target fits B_crit",
+    )
+    p.add_argument("--batch-key", default="batch_size", help="config key of the batch size")
+    p.add_argument("--n-bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument(
+        "--json",
+        default=None,
+        metavar="PATH",
+        help="write the result JSON here (default sweep-<label>.json; - for stdout)",
+    )
+    p.add_argument(
+        "--plot",
+        default=None,
+        metavar="PATH",
+        help="write the figure here (default sweep-<label>.png)",
+    )
+    p.add_argument("--out-dir", default=".", help="folder of the default JSON and plot files")
+    p.add_argument("--no-log", action="store_true", help="do not log an analysis run to W&B")
+    p.add_argument("--project", default=None, help="W&B project of the analysis run")
+    p.add_argument(
+        "--mode",
+        default=None,
+        choices=["online", "offline", "disabled"],
+        help="W&B mode of the analysis run (default: $WANDB_MODE if set, else offline for "
+        "a folder and W&B's default for an online sweep)",
+    )
+    p.set_defaults(func=cmd_analyze)
+
+
+def _label(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-") or "sweep"
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    return f"{value:.{digits}g}" if math.isfinite(value) else "-"
+
+
+def _print_report(result: Any, collected: Any, kind: str) -> None:
+    print(f"metric: {collected.metric} ({kind}), {len(collected.records)} runs used")
+    if collected.skipped:
+        print(collected.skipped_text())
+    print(f"{'batch':>8} {'runs':>5} {'mean':>11} {'se':>10} {'chi':>10}")
+    for b, n, m, se, chi in zip(
+        result.batch_sizes,
+        result.counts,
+        result.metric_mean,
+        result.metric_se,
+        result.chi_values,
+        strict=True,
+    ):
+        mark = "  <- K_c" if float(b) == float(result.K_c) else ""
+        print(
+            f"{int(b):>8} {int(n):>5} {_fmt(m, 6):>11} {_fmt(se, 3):>10} {_fmt(chi, 4):>10}{mark}"
+        )
+    print(result.summary())
+
+
+def _save_figure(result: Any, path: Path, title: str) -> Any:
+    try:
+        from wandb_batchsize.plot import plot_sweep
+    except ImportError as exc:
+        raise UsageError(
+            f"the plot needs matplotlib ({exc}); pip install 'wandb-batchsize[plot]'"
+        ) from None
+    figure = plot_sweep(result, title=title)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=120, bbox_inches="tight")
+    except OSError as exc:
+        raise UsageError(f"cannot write the plot to {path}: {exc}") from None
+    return figure
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from wandb_batchsize.tracking import sweep_results as sr
+
+    source = args.source
+    is_folder = Path(source).exists()
+    sweep_config: dict[str, Any] = {}
+    project = entity = None
+    if is_folder:
+        runs_all = sr.offline_runs(source)
+        if not runs_all:
+            raise UsageError(f"no W&B run folders under {source}")
+        try:
+            runs = sr.select_group(runs_all, args.group)
+        except LookupError as exc:
+            raise UsageError(str(exc)) from None
+        project = next((r.project for r in runs if r.project), None)
+        group = args.group or next((r.group for r in runs if r.group), None)
+        sweep_config = sr.local_sweep_config(source, group)  # written by `sweep run`
+        label = group or _label(Path(source).resolve().name)
+    elif sr.SWEEP_PATH.match(source):
+        if args.group:
+            raise UsageError("--group applies to offline run folders, not to an online sweep")
+        entity, project, sweep_id = source.split("/")
+        group = None
+        try:
+            runs, sweep_config = sr.online_sweep(source)
+        except Exception as exc:  # noqa: BLE001 - no key, no network, no such sweep
+            raise UsageError(
+                f"cannot read sweep {source} through wandb.Api ({type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+                "reading an online sweep needs a W&B account (wandb login) and network access"
+            ) from None
+        label = sweep_id
+    else:
+        raise UsageError(f"{source!r} is neither a folder of W&B runs nor ENTITY/PROJECT/SWEEP_ID")
+
+    metric = args.metric or (sweep_config.get("metric") or {}).get("name") or "val/loss"
+    kind = args.kind or sr.metric_kind_for(metric)
+    collected = sr.collect_sweep_runs(
+        runs, metric=metric, reduce=args.reduce, batch_key=args.batch_key
+    )
+    try:
+        result = sr.analyze_collected(
+            collected, metric_kind=kind, n_bootstrap=args.n_bootstrap, seed=args.seed
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+    to_stdout = args.json == "-"
+    out_dir = Path(args.out_dir)
+    doc = sr.analysis_document(result, collected, source=source, metric_kind=kind)
+    if to_stdout:
+        print(json.dumps(doc, allow_nan=False, indent=2))
+    else:
+        _print_report(result, collected, kind)
+    json_path = out_dir / f"sweep-{label}.json" if args.json is None else Path(args.json)
+    if not to_stdout:
+        try:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(doc, allow_nan=False, indent=2) + "\n")
+        except OSError as exc:
+            raise UsageError(f"cannot write {json_path}: {exc}") from None
+    plot_path = out_dir / f"sweep-{label}.png" if args.plot is None else Path(args.plot)
+    _save_figure(result, plot_path, title=f"Batch-size sweep {label}: {metric}")
+    info = sys.stderr if to_stdout else sys.stdout
+    if not to_stdout:
+        print(f"json written to {json_path}", file=info)
+    print(f"plot written to {plot_path}", file=info)
+
+    if not args.no_log:
+        mode = args.mode or os.environ.get("WANDB_MODE") or ("offline" if is_folder else None)
+        try:
+            run = sr.log_sweep_analysis(
+                result,
+                collected,
+                source=source,
+                metric_kind=kind,
+                project=args.project or project,
+                entity=entity,
+                group=group if is_folder else f"sweep-{label}",
+                mode=mode,
+                image=plot_path,
+                wandb_dir=sr.wandb_root(source) if is_folder else None,
+            )
+        except Exception as exc:  # noqa: BLE001 - the analysis stands without W&B
+            print(
+                f"warning: could not log the analysis run to W&B ({type(exc).__name__}: {exc})",
+                file=sys.stderr,
+            )
+            return 0
+        offline = getattr(run, "offline", False) or mode == "offline"
+        where = Path(run.dir).parent if offline or not getattr(run, "url", None) else run.url
+        if mode != "disabled":
+            print(f"analysis run logged to W&B: {where}", file=info)
+    return 0
