@@ -33,13 +33,38 @@ _LAZY: dict[str, str] = {
     "probe_batch_sizes": "wandb_batchsize.probe",
     "ProbeResult": "wandb_batchsize.probe",
     # the combined recommendation
-    "recommend": "wandb_batchsize.recommend",
-    "Recommendation": "wandb_batchsize.recommend",
+    "recommend": "wandb_batchsize.recommendation",
+    "Recommendation": "wandb_batchsize.recommendation",
 }
 
 _SUBMODULES = {"analysis", "memory", "tracking", "integrations", "plot", "cli", "keras"}
 
-__all__ = sorted([*_LAZY, *_SUBMODULES])
+__all__ = [
+    "BatchSusceptibility",
+    "MemorySearchResult",
+    "ProbeResult",
+    "Recommendation",
+    "Schedule",
+    "StreamingSusceptibility",
+    "SusceptibilityMonitor",
+    "SusceptibilityResult",
+    "SweepResult",
+    "accumulation_for",
+    "analysis",
+    "analyze",
+    "analyze_sweep",
+    "calculate_adjusted_epochs",
+    "cli",
+    "find_batch_size",
+    "integrations",
+    "keras",
+    "memory",
+    "plot",
+    "probe_batch_sizes",
+    "recommend",
+    "scale_schedule",
+    "tracking",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -74,4 +99,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from wandb_batchsize.integrations.torch import SusceptibilityMonitor
     from wandb_batchsize.memory import MemorySearchResult, accumulation_for, find_batch_size
     from wandb_batchsize.probe import ProbeResult, probe_batch_sizes
-    from wandb_batchsize.recommend import Recommendation, recommend
+    from wandb_batchsize.recommendation import Recommendation, recommend
