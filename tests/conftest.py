@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -49,7 +50,9 @@ def wandb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
-        wandb.finish()
+        # the test may have torn wandb down itself
+        with contextlib.suppress(Exception):
+            wandb.finish()
 
 
 @pytest.fixture
@@ -72,3 +75,15 @@ def pytest_configure(config):
     # Keep TensorFlow quiet and on the CPU in every test process.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    # wandb's process-wide singleton keeps the settings of the first run of the
+    # session; make those absolute, offline and outside the checkout, whichever
+    # test comes first. Tests that need their own dirs call wandb.teardown().
+    import tempfile
+
+    session_root = Path(tempfile.mkdtemp(prefix="wandb-batchsize-tests-"))
+    os.environ["WANDB_MODE"] = "offline"
+    os.environ.pop("WANDB_API_KEY", None)
+    for var in WANDB_ENV_VARS:
+        path = session_root / var.lower()
+        path.mkdir()
+        os.environ[var] = str(session_root if var == "WANDB_DIR" else path)
