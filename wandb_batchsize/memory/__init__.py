@@ -1,0 +1,44 @@
+"""The memory ceiling: the largest batch size whose training step fits.
+
+``find_batch_size(model, sample)`` for PyTorch and Keras models (see
+:mod:`wandb_batchsize.memory.finder`), the framework-free strategy
+(:mod:`.search`), OOM recognition and memory release (:mod:`.oom`), snapshot
+and restore of the training state (:mod:`.state`) and the
+gradient-accumulation helper :func:`accumulation_for`.
+
+Importing this package imports no framework and no wandb.
+"""
+
+from __future__ import annotations
+
+from wandb_batchsize.memory.finder import (
+    MemorySearchResult,
+    NoBatchSizeFitsError,
+    find_batch_size,
+)
+from wandb_batchsize.memory.oom import OOM_TABLE, is_oom_error, release_memory
+from wandb_batchsize.memory.search import (
+    CeilingSearch,
+    Probe,
+    ProbeOutcome,
+    SearchOutcome,
+    accumulation_for,
+    apply_safety,
+    run_search,
+)
+
+__all__ = [
+    "OOM_TABLE",
+    "CeilingSearch",
+    "MemorySearchResult",
+    "NoBatchSizeFitsError",
+    "Probe",
+    "ProbeOutcome",
+    "SearchOutcome",
+    "accumulation_for",
+    "apply_safety",
+    "find_batch_size",
+    "is_oom_error",
+    "release_memory",
+    "run_search",
+]
