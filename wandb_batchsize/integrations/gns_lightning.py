@@ -28,41 +28,10 @@ import warnings
 from typing import Any
 
 from wandb_batchsize.analysis.noise_scale import NoiseScaleResult
+from wandb_batchsize.integrations.lightning import _callback_bases, _wandb_logger_run
 from wandb_batchsize.integrations.noise_scale_torch import GradientNoiseScaleMonitor
 
 __all__ = ["GradientNoiseScaleCallback"]
-
-
-def _callback_bases() -> tuple[type, ...]:
-    """``lightning.pytorch.Callback`` and/or ``pytorch_lightning.Callback``: either Trainer works."""
-    bases: list[type] = []
-    try:
-        from lightning.pytorch import Callback as LightningCallback
-
-        bases.append(LightningCallback)
-    except ImportError:
-        pass
-    try:
-        from pytorch_lightning import Callback as PLCallback
-
-        if PLCallback not in bases:
-            bases.append(PLCallback)
-    except ImportError:
-        pass
-    if not bases:
-        raise ImportError(
-            "wandb_batchsize.integrations.gns_lightning needs Lightning: "
-            "pip install 'wandb-batchsize[lightning]' (or pytorch_lightning)"
-        )
-    return tuple(bases)
-
-
-def _wandb_logger_run(trainer: Any) -> Any:
-    """The run of the trainer's ``WandbLogger`` (created by it if need be), or None."""
-    for logger in getattr(trainer, "loggers", None) or []:
-        if type(logger).__name__ == "WandbLogger":
-            return logger.experiment
-    return None
 
 
 class GradientNoiseScaleCallback(*_callback_bases()):
