@@ -149,22 +149,19 @@ def test_history_is_bounded():
     assert len(core.history) == 3 and list(core.history_steps) == [200, 220, 240]
 
 
-def test_without_a_run_or_with_wandb_disabled_results_are_still_computed(wandb_env, monkeypatch):
+def test_without_a_run_or_with_wandb_disabled_results_are_still_computed(wandb_env):
     import wandb
 
     core = MonitorCore(50, window=100, detrend="none", max_overhead=None)
     for v in _noise(100):
         core.record(v)
     assert core.sink() is None and len(core.history) == 2
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    try:
-        run = wandb.init(project="p")
-        core = MonitorCore(50, window=100, detrend="none", max_overhead=None)
-        core.record_many(_noise(100))
-        assert core.sink() is None and core.finish() is not None
-        run.finish()
-    finally:
-        wandb.teardown()  # the disabled mode sticks to wandb's process-wide settings
+    # mode= rather than WANDB_MODE: wandb reads the environment once per process
+    run = wandb.init(project="p", mode="disabled")
+    core = MonitorCore(50, window=100, detrend="none", max_overhead=None)
+    core.record_many(_noise(100))
+    assert core.sink() is None and core.finish() is not None
+    run.finish()
 
 
 def test_a_wandb_failure_warns_once_and_training_goes_on(offline_run):

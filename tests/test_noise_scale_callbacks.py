@@ -72,7 +72,7 @@ def test_lightning_callback_estimates_and_logs(wandb_env):
 
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
     callback = GradientNoiseScaleCallback(log_every=50, decay=None)
-    logger = WandbLogger(project="gns-lightning", offline=True)
+    logger = WandbLogger(project="gns-lightning", offline=True, save_dir=str(wandb_env))
     trainer = pl.Trainer(
         max_epochs=1,
         accumulate_grad_batches=2,
