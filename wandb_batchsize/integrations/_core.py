@@ -57,8 +57,9 @@ MIN_VALUES = 20
 # linear fit needs the whole series; the moving average follows a curved loss).
 DEFAULT_DETREND = "auto"
 AUTO_MOVING_AVERAGE = 1000
-# Default cap on the time spent in checks, as a fraction of the training time.
-DEFAULT_MAX_OVERHEAD = 0.01
+# Default budget for the time spent in checks, as a fraction of the training time:
+# 0.8 %, leaving room for the per-step work (a few microseconds) under 1 % in all.
+DEFAULT_MAX_OVERHEAD = 0.008
 
 SCALAR_FIELDS = ("K_c", "kappa", "alpha", "alpha_se", "tau_int", "ess", "K_corr", "p_iid")
 
@@ -191,11 +192,13 @@ class MonitorCore:
     log_charts:
         log the chi(K)/V(K) charts at each check (the scalars are always logged).
     max_overhead:
-        cap on the time spent in checks (analysis and W&B logging) as a fraction
-        of the training time between checks (default 0.01). When a check costs
-        more, the following checks are spaced further apart (always a multiple
-        of ``check_every`` steps) so that the monitor stays within the cap;
-        ``None`` checks every ``check_every`` steps whatever the cost.
+        budget for the time spent in checks (analysis and W&B logging), as a
+        fraction of the training time so far (default 0.008, so that with the
+        per-step work the monitor stays under 1 %). When checks cost
+        more, the following ones are spaced further apart (always a multiple of
+        ``check_every`` steps) so that the monitor stays within the budget; the
+        final check always runs. ``None`` checks every ``check_every`` steps
+        whatever the cost.
     max_history:
         results kept in ``history`` (older checks stay on W&B); ``None`` keeps all.
     run:
@@ -260,8 +263,11 @@ class MonitorCore:
         self._n_values = 0  # finite values given to the analysis
         self._cached: tuple[int, Any] | None = None
         self._warned: set[str] = set()
-        self._t_mark: float | None = None  # end of the last check (or first step)
+        self._t_mark: float | None = None  # end of the last check (or training start)
         self._steps_mark = 0  # n_steps at _t_mark
+        self._train_seconds = 0.0  # training time seen between checks
+        self._train_steps = 0  # steps in that time
+        self._check_seconds = 0.0  # time spent in checks
         self.n_deferred = 0  # checks skipped to respect max_overhead
         self.n_checks = 0  # checks that produced a result
 
@@ -434,38 +440,46 @@ class MonitorCore:
         return result
 
     def _schedule_next(self, t0: float, t1: float, final: bool) -> None:
-        """Next check: ``check_every`` steps on, or further when checks cost more than
-        ``max_overhead`` of the training time (measured between the last two checks)."""
-        steps = self.n_steps - self._steps_mark
+        """Put the next check ``check_every`` steps on, or further: far enough that the
+        time spent in checks, the next one included, stays within ``max_overhead`` of
+        the training time so far. The budget is cumulative (a costly first check is
+        paid back by later spacing) and, when streaming, plans for the next check
+        costing more (about in proportion to N, as the analysis simulates its null
+        at length N)."""
+        if self._t_mark is not None:
+            self._train_seconds += max(t0 - self._t_mark, 0.0)
+            self._train_steps += self.n_steps - self._steps_mark
+        cost = t1 - t0
+        self._check_seconds += cost
+        self._t_mark, self._steps_mark = t1, self.n_steps
+        if final:  # the end of a fit keeps the schedule it found
+            return
         stride = self.check_every
-        if self._t_mark is not None and self.max_overhead is not None and not final and steps > 0:
-            trained = max(t0 - self._t_mark, 1e-9)
-            step_time = trained / steps
-            needed = (t1 - t0) / (self.max_overhead * step_time)  # steps per check
-            if self._stream is not None:
-                # a streaming check costs about N (the analysis simulates its null at
-                # length N): budget for the next, longer one rather than this one
-                n = max(self.n_steps, 1)
-                needed = needed / (1 - needed / n) if needed < n / 2 else 2 * needed
-            if needed > stride:
-                stride = self.check_every * math.ceil(needed / self.check_every)
-                self.n_deferred += stride // self.check_every - 1
-                logger.info(
-                    "%s: a check took %.3f s; next check in %d steps to stay within %.1f %% "
-                    "overhead",
-                    self.name,
-                    t1 - t0,
-                    stride,
-                    100 * self.max_overhead,
-                )
-        if not final:  # a final check (end of a fit) keeps the schedule it found
-            self._next_check = self.n_steps + stride
-            # keep the schedule on multiples of check_every
-            self._next_check -= self._next_check % self.check_every
-            if self._next_check <= self.n_steps:
-                self._next_check += self.check_every
-        self._t_mark = t1
-        self._steps_mark = self.n_steps
+        m = self.max_overhead
+        if m is not None and self._train_steps > 0 and self._train_seconds > 0:
+            step_time = self._train_seconds / self._train_steps
+            n = max(self.n_steps, 1)
+            # checks so far + the next one <= m * (training so far + the S steps to it)
+            deficit = self._check_seconds + cost - m * self._train_seconds
+            rate = m * step_time - (cost / n if self._stream is not None else 0.0)
+            if deficit > 0:
+                needed = deficit / rate if rate > 0 else 2.0 * n
+                stride = max(stride, self.check_every * math.ceil(needed / self.check_every))
+                if stride > self.check_every:
+                    self.n_deferred += stride // self.check_every - 1
+                    logger.info(
+                        "%s: a check took %.3f s; next check in %d steps to stay within "
+                        "%.1f %% of the training time",
+                        self.name,
+                        cost,
+                        stride,
+                        100 * m,
+                    )
+        self._next_check = self.n_steps + stride
+        # keep the schedule on multiples of check_every
+        self._next_check -= self._next_check % self.check_every
+        if self._next_check <= self.n_steps:
+            self._next_check += self.check_every
 
     def _safe_result(self) -> Any:
         self._flush()  # one device transfer per check; NaN and inf are dropped here
