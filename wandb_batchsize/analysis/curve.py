@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "check_scale_range",
     "scale_grid",
     "block_variances",
     "block_variances_many",
@@ -36,6 +37,19 @@ __all__ = [
 
 #: fewer valid points than this gives the degenerate result (spec).
 MIN_VALID_POINTS = 5
+
+
+def check_scale_range(K_min: int, K_max: int | None) -> None:
+    """Raise ``ValueError`` when a user's ``K_max`` is not above ``K_min`` (at least 2).
+
+    The published fallback ``K_max = N // 2`` is for a cap that the *data* forces
+    below ``K_min``; a ``K_max`` given below ``K_min`` contradicts itself.
+    """
+    if K_max is not None and int(K_max) <= max(2, int(K_min)):
+        raise ValueError(
+            f"K_max={K_max} must be greater than K_min={max(2, int(K_min))}; "
+            "swap them or leave K_max unset (N // min_batches)"
+        )
 
 
 def scale_grid(

@@ -6,12 +6,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MIN_VALUES", "clean_series", "check_enough"]
+__all__ = ["MIN_VALUES", "as_array", "clean_series", "check_enough"]
 
 #: fewer finite values than this is an error (spec).
 MIN_VALUES = 20
 
 _NAN_POLICIES = ("omit", "raise")
+
+
+def as_array(values: Any) -> Any:
+    """``values`` as something numpy reads: a tensor (an object with ``detach``,
+    ``cpu`` and ``numpy``, e.g. a PyTorch tensor on any device, with or without
+    grad) becomes ``values.detach().cpu().numpy()``; anything else is unchanged.
+    No framework is imported."""
+    if all(callable(getattr(values, name, None)) for name in ("detach", "cpu", "numpy")):
+        return values.detach().cpu().numpy()
+    return values
 
 
 def clean_series(values: Any, nan_policy: str = "omit") -> tuple[np.ndarray, int]:
@@ -23,7 +33,7 @@ def clean_series(values: Any, nan_policy: str = "omit") -> tuple[np.ndarray, int
     if nan_policy not in _NAN_POLICIES:
         raise ValueError(f"nan_policy must be one of {_NAN_POLICIES}, got {nan_policy!r}")
     try:
-        x = np.asarray(values, dtype=np.float64)
+        x = np.asarray(as_array(values), dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(
             f"values must be a 1-D sequence of numbers (got {type(values).__name__}): {exc}"

@@ -109,15 +109,15 @@ def _circular_highpass(Y: np.ndarray, w: int) -> np.ndarray:
     """``y[t] - mean(y[t - w//2 : t - w//2 + w])`` with indices taken modulo N.
 
     The moving-average detrend applied to an exchangeable surrogate without
-    shortening it (the wrap-around touches w of N positions).
+    shortening it (the wrap-around touches w of N positions; a window longer
+    than the series wraps around it more than once).
     """
     n = Y.shape[1]
     h = w // 2
-    ext = np.concatenate([Y[:, n - h :], Y, Y[:, : w - h - 1]], axis=1)
-    c = np.zeros((Y.shape[0], ext.shape[1] + 1))
-    np.cumsum(ext - ext.mean(axis=1, keepdims=True), axis=1, out=c[:, 1:])
-    ma = (c[:, w:] - c[:, :-w]) / w
-    return Y - Y.mean(axis=1, keepdims=True) - ma
+    Yc = Y - Y.mean(axis=1, keepdims=True)
+    c = np.zeros((Y.shape[0], n + w))
+    np.cumsum(Yc[:, np.arange(-h, n + w - h - 1) % n], axis=1, out=c[:, 1:])
+    return Yc - (c[:, w:] - c[:, :-w]) / w
 
 
 def permutation_null(

@@ -45,8 +45,9 @@ class SusceptibilityResult:
     Honest statistics: ``alpha_se`` (sandwich standard error that accounts for
     the correlation between scales), ``p_iid`` (calibrated test of "the series is
     i.i.d."), ``is_significant`` (``p_iid < 0.05`` and kappa above the 95th
-    percentile of its null distribution), ``regime``, ``tau_int`` (integrated
-    autocorrelation time, in steps), ``ess = n / tau_int``, ``K_corr`` (the scale
+    percentile of its null distribution), ``regime`` (``"degenerate"`` for a
+    constant or nearly constant series, whose K_c is only the grid midpoint),
+    ``tau_int`` (integrated autocorrelation time, in steps), ``ess = n / tau_int``, ``K_corr`` (the scale
     at which ``K V(K)`` reaches 90 % of its plateau). ``n`` is the number of values
     analysed (after dropping non-finite ones and detrending). ``diagnostics`` says
     how each statistic was obtained (``null_method``, ``p_iid_ttest``,
@@ -77,10 +78,13 @@ class SusceptibilityResult:
     def summary(self) -> str:
         """Human-readable multi-line summary."""
         null = self.diagnostics.get("null_method", "?")
+        k_c = f"{self.K_c:.0f}"
+        if self.regime == "degenerate":
+            k_c += "  (grid midpoint, not a finding: the series is constant or nearly so)"
         lines = [
             f"Batch-size susceptibility (n={self.n}, {len(self.K_values)} scales, "
             f"detrend={self.diagnostics.get('detrend', 'none')})",
-            f"  K_c         = {self.K_c:.0f}",
+            f"  K_c         = {k_c}",
             f"  kappa       = {self.kappa:.2f}",
             f"  alpha       = {self.alpha:.3f} ± {self.alpha_se:.3f}",
             f"  p_iid       = {self.p_iid:.4f}  ({null} null)",

@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from .curve import scale_grid
+from .curve import check_scale_range, scale_grid
 from .detrend import Detrend, check_detrend
 from .gaussian_null import gaussian_null
-from .inputs import MIN_VALUES
+from .inputs import MIN_VALUES, as_array
 from .result import SusceptibilityResult
 from .susceptibility import assemble_result
 
@@ -85,6 +85,7 @@ class StreamingSusceptibility:
                 "use detrend='diff', an int moving-average window, or the batch analyze()"
             )
         self._detrend = check_detrend(detrend)
+        check_scale_range(K_min, K_max)
         k_lo = max(2, int(K_min))
         if int(max_scale) <= k_lo:
             raise ValueError(f"max_scale must exceed K_min={k_lo}, got {max_scale}")
@@ -116,7 +117,7 @@ class StreamingSusceptibility:
 
     # ------------------------------------------------------------------ input
     def update(self, x: Any) -> StreamingSusceptibility:
-        """Add one value or a 1-D chunk of values (returns self)."""
+        """Add one value or a 1-D chunk of values, e.g. a tensor (returns self)."""
         if isinstance(x, (float, int)) and not isinstance(x, bool):
             v = float(x)
             if math.isfinite(v):
@@ -127,7 +128,7 @@ class StreamingSusceptibility:
             else:
                 self._reject(1, 0)
             return self
-        arr = np.asarray(x, dtype=np.float64)
+        arr = np.asarray(as_array(x), dtype=np.float64)
         if arr.ndim > 1:
             raise ValueError(f"update() takes a float or a 1-D chunk, got shape {arr.shape}")
         arr = arr.reshape(-1)

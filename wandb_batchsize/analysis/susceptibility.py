@@ -36,10 +36,16 @@ from scipy import stats
 
 from .autocorr import estimate_autocorrelation
 from .covariance import alpha_standard_error
-from .curve import MIN_VALID_POINTS, curve_stats, scale_grid, variances_and_block_variances
+from .curve import (
+    MIN_VALID_POINTS,
+    check_scale_range,
+    curve_stats,
+    scale_grid,
+    variances_and_block_variances,
+)
 from .detrend import Detrend, apply_detrend, check_detrend
 from .gaussian_null import gaussian_null
-from .inputs import MIN_VALUES, check_enough, clean_series
+from .inputs import MIN_VALUES, as_array, check_enough, clean_series
 from .null import NullSample, iid_statistic, permutation_null
 from .result import SusceptibilityResult
 
@@ -144,7 +150,7 @@ def assemble_result(
             V_values=np.asarray(V, dtype=np.float64),
             chi_values=np.zeros(len(K)),
             is_significant=False,
-            regime="iid",
+            regime="degenerate",
             tau_int=nan,
             ess=nan,
             K_corr=nan,
@@ -229,6 +235,7 @@ def _check_params(
         raise ValueError(f"K_min must be >= 1 (2 is used at least), got {K_min}")
     if K_max is not None and int(K_max) < 2:
         raise ValueError(f"K_max must be >= 2 or None, got {K_max}")
+    check_scale_range(K_min, K_max)
     if int(n_points) < 2:
         raise ValueError(f"n_points must be >= 2, got {n_points}")
     if int(min_batches) < 2:
@@ -286,7 +293,7 @@ def analyze(
     else:
         null_fn = lambda T: gaussian_null(n, K, T, B, seed, detrend)  # noqa: E731
     diagnostics = {
-        "n_input": int(np.size(values)),
+        "n_input": int(x.size + n_bad),
         "n_dropped": int(n_bad),
         "n_finite": int(x.size),
         "n_used": n,
@@ -339,8 +346,8 @@ class BatchSusceptibility:
         self._chunks: list[np.ndarray] = []
 
     def feed(self, values: Any) -> BatchSusceptibility:
-        """Append one value or a sequence of values (returns self)."""
-        arr = np.asarray(values, dtype=np.float64)
+        """Append one value, a sequence or a tensor of values (returns self)."""
+        arr = np.asarray(as_array(values), dtype=np.float64)
         self._chunks.append(arr.reshape(-1).copy())
         return self
 
