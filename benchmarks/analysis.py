@@ -13,8 +13,6 @@ the load average is recorded because the machine may be shared.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import re
 import sys
 import time
@@ -27,6 +25,9 @@ from scipy.signal import lfilter
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _report import machine  # noqa: E402
 
 from wandb_batchsize.analysis import StreamingSusceptibility, analyze  # noqa: E402
 from wandb_batchsize.analysis.curve import (  # noqa: E402
@@ -57,22 +58,6 @@ def naive_curve(x: np.ndarray, K: np.ndarray) -> np.ndarray:
 def ar1(n: int, rho: float, seed: int) -> np.ndarray:
     e = np.random.default_rng(seed).standard_normal(n + 2000)
     return lfilter([1.0], [1.0, -rho], e)[2000:]
-
-
-def machine() -> str:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    return (
-        f"{os.cpu_count()} cores, {model}; Python {platform.python_version()}, "
-        f"numpy {np.__version__}, scipy {scipy.__version__}; load average at start {load}"
-    )
 
 
 def ms(t: float) -> str:
@@ -293,7 +278,7 @@ def section(quick: bool, validation: bool) -> str:
         SECTION,
         "",
         f"`python benchmarks/analysis.py{' --validation' if validation else ''}` on "
-        f"{machine()}. Times in ms unless marked; min over repeats (median where shown).",
+        f"{machine(f'scipy {scipy.__version__}')}. Times in ms unless marked; min over repeats (median where shown).",
         "",
         "### `analyze()` against one numpy pass and a straightforward implementation",
         "",

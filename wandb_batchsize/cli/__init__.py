@@ -8,7 +8,9 @@ taking the parsed arguments and returning the exit status.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -17,9 +19,27 @@ from wandb_batchsize import __version__
 # module names in this package, in the order ``--help`` lists them
 SUBCOMMANDS = ("analyze", "dashboard", "sweep")
 
+#: an error message longer than this is cut (it may quote a huge input line).
+MAX_MESSAGE = 400
+
 
 class UsageError(Exception):
     """Bad input from the user: printed as one line, exit status 2."""
+
+
+def one_line(message: str, limit: int = MAX_MESSAGE) -> str:
+    """``message`` on one line, cut to ``limit`` characters with a note of how many more."""
+    text = " ".join(message.split())
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (``| head``): stop quietly, as ``cat`` does."""
+    with contextlib.suppress(OSError, ValueError):  # ValueError: stdout has no descriptor
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # exit flush cannot fail
+    return 141  # 128 + SIGPIPE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,9 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except UsageError as exc:
-        print(f"wandb-batchsize {args.command}: error: {exc}", file=sys.stderr)
+        print(f"wandb-batchsize {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

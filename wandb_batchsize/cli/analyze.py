@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import warnings
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from wandb_batchsize.cli import UsageError
+from wandb_batchsize.cli.plot_path import resolve_plot_path
 from wandb_batchsize.cli.table_input import read_table
+
+#: online-mode options and their defaults (None in the parser, so a value given
+#: in sweep mode can be told apart and refused).
+GRID_DEFAULTS = {
+    "K_min": 2,
+    "K_max": None,
+    "n_points": 60,
+    "min_batches": 10,
+    "detrend": "none",
+    "permutations": 199,
+}
 
 EPILOG = """\
 input formats:
@@ -69,26 +84,26 @@ def register(subparsers: Any) -> None:
         help="sweep mode: metric column (default: the other column, or 'loss')",
     )
     grid = parser.add_argument_group("scale grid (online mode)")
-    grid.add_argument("--K-min", type=int, default=2, help="smallest block size (default 2)")
+    grid.add_argument("--K-min", type=int, default=None, help="smallest block size (default 2)")
     grid.add_argument(
         "--K-max", type=int, default=None, help="largest block size (default N // min-batches)"
     )
     grid.add_argument(
-        "--n-points", type=int, default=60, help="points of the log-spaced grid (default 60)"
+        "--n-points", type=int, default=None, help="points of the log-spaced grid (default 60)"
     )
     grid.add_argument(
-        "--min-batches", type=int, default=10, help="fewest blocks at the largest K (default 10)"
+        "--min-batches", type=int, default=None, help="fewest blocks at the largest K (default 10)"
     )
     grid.add_argument(
         "--detrend",
         type=_detrend,
-        default="none",
+        default=None,
         help="none (default), linear, diff, or a moving-average window",
     )
     grid.add_argument(
         "--permutations",
         type=int,
-        default=199,
+        default=None,
         help="permutations of the calibrated i.i.d. null (default 199; 0 skips it)",
     )
     grid.add_argument(
@@ -104,7 +119,8 @@ def register(subparsers: Any) -> None:
         const="",
         default=None,
         metavar="PATH",
-        help="save a figure (default name: susceptibility.png or sweep.png); needs matplotlib",
+        help="save a figure to PATH, or into the directory PATH (default name: "
+        "susceptibility.png or sweep.png); the extension picks the format; needs matplotlib",
     )
     out.add_argument(
         "-v", "--verbose", action="store_true", help="also print the table of K, V(K), chi(K)"
@@ -117,6 +133,9 @@ def _online(args: argparse.Namespace) -> Any:
 
     table = read_table(args.input)
     values = table.column(args.column, role="column", default="loss")
+    for key, value in GRID_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     return analyze(
         values,
         K_min=args.K_min,
@@ -142,10 +161,11 @@ def _sweep(args: argparse.Namespace) -> Any:
     others = [name for name in table.columns if name != batch_col]
     metric_col = args.metric_col or (others[0] if len(others) == 1 else None)
     metrics = table.column(metric_col, role="metric_col", default="loss")
-    bad = [i + 2 for i, b in enumerate(batches) if not (math.isfinite(b) and b > 0)]
-    if bad:
+    bad = np.flatnonzero(~(np.isfinite(batches) & (batches > 0)))
+    if bad.size:
         raise UsageError(
-            f"batch sizes must be positive numbers; bad value on line {bad[0]} of {table.source}"
+            f"batch sizes must be positive numbers; data row {bad[0] + 1} of {table.source} "
+            f"has {batch_col} = {batches[bad[0]]:g}"
         )
     return analyze_sweep(batches, metrics, seed=args.seed)
 
@@ -161,31 +181,43 @@ def _print_curve(result: Any) -> None:
         print(f"{float(k):>10g}  {float(v):>14.6g}  {float(c):>10.4f}{mark}")
 
 
-def _save_plot(result: Any, path: str, mode: str) -> str:
-    try:
-        from wandb_batchsize import plot
-    except ImportError as exc:  # matplotlib missing
-        raise UsageError(
-            f"--plot needs matplotlib ({exc}); pip install 'wandb-batchsize[plot]'"
-        ) from None
-    path = path or ("sweep.png" if mode == "sweep" else "susceptibility.png")
+def _save_plot(result: Any, path: Path, mode: str) -> None:
+    from wandb_batchsize import plot
+
     figure = plot.plot_sweep(result) if mode == "sweep" else plot.plot_susceptibility(result)
     try:
         figure.savefig(path, dpi=120, bbox_inches="tight")
     except OSError as exc:
-        raise UsageError(f"cannot write the plot to {path}: {exc}") from None
-    return path
+        raise UsageError(f"cannot write the plot to {path}: {exc.strerror or exc}") from None
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Contradictory options are an error, not silently ignored."""
+    if args.mode == "online" and (args.batch_col or args.metric_col):
+        raise UsageError("--batch-col and --metric-col are for --mode sweep")
+    if args.mode == "sweep":
+        if args.column:
+            raise UsageError(
+                "--column is for online mode; in sweep mode use --batch-col and --metric-col"
+            )
+        given = [key for key in GRID_DEFAULTS if getattr(args, key) is not None]
+        if given:
+            flags = ", ".join("--" + key.replace("_", "-") for key in given)
+            raise UsageError(f"{flags}: online-mode options, not used by --mode sweep")
+    if args.json and args.verbose:
+        raise UsageError("--json and -v both print the curve: the JSON has K_values, V_values")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.mode == "online" and (args.batch_col or args.metric_col):
-        raise UsageError("--batch-col and --metric-col are for --mode sweep")
-    if args.mode == "sweep" and args.column:
-        raise UsageError(
-            "--column is for online mode; in sweep mode use --batch-col and --metric-col"
-        )
+    _check_options(args)
+    plot_path = None
+    if args.plot is not None:  # before the analysis: a bad path fails at once
+        default = "sweep.png" if args.mode == "sweep" else "susceptibility.png"
+        plot_path = resolve_plot_path(args.plot, default)
     try:
-        result = _sweep(args) if args.mode == "sweep" else _online(args)
+        with warnings.catch_warnings():  # the summary and the JSON carry the warnings
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = _sweep(args) if args.mode == "sweep" else _online(args)
     except ValueError as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
     if args.json:
@@ -194,8 +226,8 @@ def run(args: argparse.Namespace) -> int:
         print(result.summary())
     if args.verbose:
         _print_curve(result)
-    if args.plot is not None:
-        path = _save_plot(result, args.plot, args.mode)
+    if plot_path is not None:
+        _save_plot(result, plot_path, args.mode)
         if not args.json:
-            print(f"plot written to {path}")
+            print(f"plot written to {plot_path}")
     return 0
