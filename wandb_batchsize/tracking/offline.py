@@ -1,32 +1,31 @@
-"""Read what a W&B run logged, from its local files, with W&B's own reader.
+"""Read what a W&B run logged, from its local files, in process.
 
 A wandb 0.31 run keeps everything (config, history, summary, chart specs) in
 ``run-<id>.wandb``; no ``config.yaml`` or ``wandb-summary.json`` is written in
-offline mode. ``wandb leet inspect --json`` prints that transaction log, so we
-read it through the real W&B tool rather than a parser of our own.
+offline mode. The file is W&B's record log (:mod:`.record_log`); its records are
+W&B's own protobuf ``Record`` messages. What is built from them matches what
+``wandb leet inspect --json`` shows: history rows with dotted keys for nested
+values (``{"d": {"x": 1}}`` is ``"d.x"``), config and summary as nested dicts
+(summary without ``_wandb``), metric definitions with protobuf field names.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wandb_batchsize.tracking.record_log import read_records
+
+#: names W&B gives run folders: ``run-<date>_<time>-<id>``, ``offline-`` first offline.
+RUN_DIR = re.compile(r"^(offline-)?run-\d{8}_\d{6}-.+$")
+
 
 class RunFileError(RuntimeError):
     """A run folder that cannot be read."""
-
-
-def _inspect(path: Path, *extra: str) -> str:
-    cmd = [sys.executable, "-m", "wandb", "leet", "inspect", "--json", *extra, str(path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        raise RunFileError(f"cannot read W&B run at {path}: {proc.stderr.strip()[-500:]}")
-    return proc.stdout
 
 
 def _run_file(run_dir: Path) -> Path:
@@ -36,6 +35,47 @@ def _run_file(run_dir: Path) -> Path:
     if not files:
         raise RunFileError(f"no run-*.wandb file in {run_dir}")
     return files[0]
+
+
+def _value(item: Any) -> Any:
+    """The value of a config, summary or history item (history items may be typed)."""
+    kind = item.WhichOneof("value") if "value" in item.DESCRIPTOR.oneofs_by_name else None
+    if kind == "none":
+        return None
+    if kind == "json":
+        return json.loads(item.json)
+    if kind is not None:
+        return getattr(item, kind)
+    return json.loads(item.value_json) if item.value_json else None
+
+
+def _path(item: Any) -> list[str]:
+    return list(item.nested_key) or [item.key]
+
+
+def _set(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    for key in path[:-1]:
+        child = tree.get(key)
+        if not isinstance(child, dict):
+            child = tree[key] = {}
+        tree = child
+    tree[path[-1]] = value
+
+
+def _remove(tree: dict[str, Any], path: list[str]) -> None:
+    for key in path[:-1]:
+        tree = tree.get(key)
+        if not isinstance(tree, dict):
+            return
+    tree.pop(path[-1], None)
+
+
+def _apply(tree: dict[str, Any], record: Any) -> None:
+    """A config or summary record's updates and removals, applied to ``tree``."""
+    for item in record.update:
+        _set(tree, _path(item), _value(item))
+    for item in record.remove:
+        _remove(tree, _path(item))
 
 
 @dataclass
@@ -55,6 +95,8 @@ class OfflineRun:
     summary: dict[str, Any]
     history: list[dict[str, Any]]
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    problem: str | None = None  # why the run file could not be read to its end
+    truncated: bool = False  # the file ends inside a record (the writer was stopped)
 
     @property
     def files_dir(self) -> Path:
@@ -71,7 +113,9 @@ class OfflineRun:
         """
         ref = self.summary.get(key)
         if not isinstance(ref, dict) or "path" not in ref:
-            known = sorted(k for k, v in self.summary.items() if isinstance(v, dict) and "path" in v)
+            known = sorted(
+                k for k, v in self.summary.items() if isinstance(v, dict) and "path" in v
+            )
             raise KeyError(f"no table logged under {key!r}; tables in this run: {known}")
         return json.loads((self.files_dir / ref["path"]).read_text())
 
@@ -83,74 +127,95 @@ class OfflineRun:
         """Custom-chart specs recorded in config (``_wandb.visualize``), by chart key."""
         wandb_cfg = self.config.get("_wandb", {})
         vis = wandb_cfg.get("visualize", {}) if isinstance(wandb_cfg, dict) else {}
-        flat = {k[len("_wandb.visualize.") :]: v for k, v in self.config.items()
-                if k.startswith("_wandb.visualize.")}
+        flat = {
+            k[len("_wandb.visualize.") :]: v
+            for k, v in self.config.items()
+            if k.startswith("_wandb.visualize.")
+        }
         return {**vis, **flat}
 
 
-def read_run(run_dir: str | Path) -> OfflineRun:
-    """Read one run folder (``wandb/offline-run-*`` or ``wandb/run-*``)."""
+def scan_run(run_dir: str | Path) -> OfflineRun:
+    """Read one run folder (or run file) as far as it can be read; never raises for a
+    damaged file: ``problem`` then says why reading stopped (see :func:`read_run`)."""
+    from google.protobuf.json_format import MessageToDict
+
     path = Path(run_dir)
-    run_file = _run_file(path)
-    if path.is_file():
-        path = path.parent
-    info: dict[str, Any] = {}
+    try:
+        run_file = _run_file(path)
+    except RunFileError:
+        run_file = None
+    folder = path.parent if path.is_file() else path
+    log = read_records(run_file) if run_file else None
+    info: Any = None
     config: dict[str, Any] = {}
+    summary: dict[str, Any] = {}
     history: list[dict[str, Any]] = []
     metrics: list[dict[str, Any]] = []
     exit_code: int | None = None
-    for line in _inspect(run_file).splitlines():
-        if not line.strip():
-            continue
-        record = json.loads(line)
-        kind = record.get("type")
-        body = record.get(kind, {}) if kind else {}
-        if kind == "run":
-            info = body
-            config.update(body.get("config", {}).get("update", {}))
+    for record in log.records if log else []:
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            history.append({".".join(_path(i)): _value(i) for i in record.history.item})
+        elif kind == "summary":
+            _apply(summary, record.summary)
         elif kind == "config":
-            config.update(body.get("update", {}))
-            for key in body.get("remove", []) or []:
-                config.pop(key, None)
-        elif kind == "history":
-            history.append(body.get("item", {}))
+            _apply(config, record.config)
+        elif kind == "run":
+            info = record.run
+            _apply(config, info.config)
+            _apply(summary, info.summary)
         elif kind == "metric":
-            metrics.append(body)
+            metrics.append(MessageToDict(record.metric, preserving_proto_field_name=True))
         elif kind == "exit":
-            exit_code = int(body.get("exit_code", 0))
-    state_doc = json.loads(_inspect(run_file, "--summary"))
+            exit_code = int(record.exit.exit_code)
+    summary.pop("_wandb", None)
+    state = "running" if exit_code is None else "finished" if exit_code == 0 else "failed"
+    problem = "no run-*.wandb file" if log is None else log.problem
     return OfflineRun(
-        path=path,
-        run_id=info.get("run_id", ""),
-        project=info.get("project", ""),
-        group=info.get("run_group", ""),
-        job_type=info.get("job_type", ""),
-        name=info.get("display_name", ""),
-        sweep_id=info.get("sweep_id", ""),
-        state=state_doc.get("state", ""),
+        path=folder,
+        run_id=info.run_id if info else "",
+        project=info.project if info else "",
+        group=info.run_group if info else "",
+        job_type=info.job_type if info else "",
+        name=info.display_name if info else "",
+        sweep_id=info.sweep_id if info else "",
+        state=state,
         exit_code=exit_code,
-        config={**config, **state_doc.get("config", {})},
-        summary=state_doc.get("summary", {}),
+        config=config,
+        summary=summary,
         history=history,
         metrics=metrics,
+        problem=problem if problem or info else "no run record (stopped before W&B wrote one out)",
+        truncated=bool(log and log.truncated),
     )
 
 
+def read_run(run_dir: str | Path) -> OfflineRun:
+    """Read one run folder (``wandb/offline-run-*`` or ``wandb/run-*``) or run file;
+    ``RunFileError`` (one line) if its file is missing or damaged."""
+    run = scan_run(run_dir)
+    if run.problem:
+        raise RunFileError(f"cannot read the W&B run at {run.path}: {run.problem}")
+    return run
+
+
 def iter_run_dirs(root: str | Path) -> Iterator[Path]:
-    """Run folders under ``root`` (a ``wandb`` dir, its parent, or one run folder)."""
+    """Run folders under ``root`` (a ``wandb`` dir, its parent, or one run folder):
+    every folder named as W&B names them, with or without a run file."""
     root = Path(root)
     if any(root.glob("run-*.wandb")):
         yield root
         return
     for base in (root, root / "wandb"):
         for child in sorted(base.glob("*run-*")):
-            if child.is_dir() and not child.is_symlink() and any(child.glob("run-*.wandb")):
+            if RUN_DIR.match(child.name) and child.is_dir() and not child.is_symlink():
                 yield child
 
 
 def latest_run_dir(root: str | Path) -> Path:
-    """The most recently written run folder under ``root``."""
-    dirs = list(iter_run_dirs(root))
+    """The most recently written run folder (with a run file) under ``root``."""
+    dirs = [d for d in iter_run_dirs(root) if any(d.glob("run-*.wandb"))]
     if not dirs:
         raise RunFileError(f"no W&B run folders under {root}")
     return max(dirs, key=lambda d: _run_file(d).stat().st_mtime)

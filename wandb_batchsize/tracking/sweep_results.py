@@ -5,11 +5,11 @@ runs shaped as ``wandb.Api`` returns them (``run.config``, ``run.summary_metrics
 ``run.state``, ``run.scan_history(keys=...)``). Online, those are the runs of
 ``wandb.Api().sweep("ENTITY/PROJECT/SWEEP_ID")``; offline, :class:`OfflineApiRun`
 exposes the same four members over run folders read from their files
-(``tracking/offline.py``), so both paths share every line after the source.
+(``tracking/offline_sweep.py``), so both paths share every line after the source.
 
-Runs that did not finish (crashed, failed, killed, still running), that lack the
-batch size or the metric, or whose metric is not finite, are skipped and counted
-by reason. Repeats (several seeds per batch size) are aggregated by
+Runs that did not finish (crashed, failed, killed, still running), whose run file
+cannot be read, that lack the batch size or the metric, or whose metric is not
+finite, are skipped and counted by reason. Repeats (several seeds per batch size) are aggregated by
 ``analyze_sweep``; :func:`log_sweep_analysis` logs the result as one W&B run
 (``job_type="sweep-analysis"``): the chi(B) and metric custom charts, the
 per-batch table, ``sweep/K_c`` and the figure.
@@ -17,13 +17,11 @@ per-batch table, ``sweep/K_c`` and the figure.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +29,15 @@ from typing import Any
 import numpy as np
 
 from wandb_batchsize.tracking import keys
-from wandb_batchsize.tracking.offline import OfflineRun, iter_run_dirs, read_run
+from wandb_batchsize.tracking.offline_sweep import (  # noqa: F401 - the offline source
+    ANALYSIS_JOB_TYPE,
+    OfflineApiRun,
+    local_sweep_config,
+    offline_runs,
+    select_group,
+    wandb_root,
+)
 
-ANALYSIS_JOB_TYPE = "sweep-analysis"
 SWEEP_PATH = re.compile(r"^[^/\s]+/[^/\s]+/[^/\s]+$")
 REDUCTIONS = ("last", "min", "max")
 METRIC_KINDS = ("loss", "steps_to_target", "samples_to_target")
@@ -48,137 +52,6 @@ def metric_kind_for(metric: str) -> str:
     if leaf.endswith("steps_to_target"):
         return "steps_to_target"
     return "loss"
-
-
-# -- offline runs shaped as wandb.Api runs -------------------------------------------
-
-
-def _api_state(run: OfflineRun) -> str:
-    """The ``wandb.Api`` state of an offline run: ``finished`` (exit 0), ``failed``
-    (non-zero exit) or ``running`` (no exit recorded: still running, or killed
-    before it could record one, which the server would later call ``crashed``)."""
-    if run.exit_code is None:
-        return "running"
-    return "finished" if run.exit_code == 0 else "failed"
-
-
-class OfflineApiRun:
-    """An offline run folder with the members of a ``wandb.apis.public.Run`` that
-    the sweep analysis uses: ``id``, ``name``, ``group``, ``job_type``, ``state``,
-    ``config`` (plain values, no ``_wandb``), ``summary_metrics`` and
-    ``scan_history(keys=...)``."""
-
-    def __init__(self, run: OfflineRun) -> None:
-        self._run = run
-        self.id = run.run_id
-        self.name = run.name or run.run_id
-        self.group = run.group
-        self.job_type = run.job_type
-        self.project = run.project
-        self.state = _api_state(run)
-        self.config = {k: v for k, v in run.config.items() if not k.startswith("_")}
-        self.summary_metrics = dict(run.summary)
-
-    @property
-    def path(self) -> Path:
-        return self._run.path
-
-    @property
-    def offline_run(self) -> OfflineRun:
-        """Everything the run logged, as ``tracking.offline.read_run`` read it."""
-        return self._run
-
-    def scan_history(self, keys: Sequence[str] | None = None, **_: Any) -> Iterator[dict]:
-        """History rows in order; with ``keys``, only rows holding all of them, with
-        only those keys (as ``wandb.Api``'s ``scan_history`` returns them)."""
-        for row in self._run.history:
-            if keys is None:
-                yield dict(row)
-            elif all(k in row for k in keys):
-                yield {k: row[k] for k in keys}
-
-    def __repr__(self) -> str:
-        return f"<OfflineApiRun {self.id} group={self.group!r} state={self.state}>"
-
-
-# run folder -> (size and mtime of its run file, what was read): a finished run's
-# file no longer changes, so analysing a sweep again in one process reads only new runs
-_READ_CACHE: dict[Path, tuple[tuple[int, int], OfflineRun]] = {}
-
-
-def _file_stamp(run_dir: Path) -> tuple[int, int] | None:
-    files = sorted(run_dir.glob("run-*.wandb"))
-    if not files:
-        return None
-    stat = files[0].stat()
-    return (stat.st_size, stat.st_mtime_ns)
-
-
-def _read_cached(run_dir: Path) -> OfflineRun:
-    key = run_dir.resolve()
-    stamp = _file_stamp(key)
-    hit = _READ_CACHE.get(key)
-    if hit is not None and stamp is not None and hit[0] == stamp:
-        return hit[1]
-    run = read_run(key)
-    if stamp is not None and run.exit_code is not None:  # only runs that have ended
-        _READ_CACHE[key] = (stamp, run)
-    return run
-
-
-def offline_runs(root: str | Path, *, jobs: int = 4) -> list[OfflineApiRun]:
-    """Every run folder under ``root`` (a ``wandb`` dir or its parent), read in parallel
-    with W&B's own reader (``tracking.offline.read_run``)."""
-    dirs = list(iter_run_dirs(root))
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return [OfflineApiRun(r) for r in pool.map(_read_cached, dirs)]
-
-
-def wandb_root(folder: str | Path) -> Path:
-    """The folder that holds ``wandb/`` for a path given as a sweep's run folder."""
-    path = Path(folder).resolve()
-    if path.name == "wandb" and not (path / "wandb").is_dir():
-        return path.parent
-    return path
-
-
-def select_group(runs: Sequence[OfflineApiRun], group: str | None) -> list[OfflineApiRun]:
-    """The runs of ``group``; without one, all runs, if they share a single group.
-
-    The sweep-analysis runs that ``sweep analyze`` logs are left out.
-    """
-    runs = [r for r in runs if r.job_type != ANALYSIS_JOB_TYPE]
-    if group is not None:
-        chosen = [r for r in runs if r.group == group]
-        if not chosen:
-            groups = sorted({r.group for r in runs if r.group})
-            raise LookupError(
-                f"no runs in group {group!r}; groups found: {', '.join(groups) or 'none'}"
-            )
-        return chosen
-    groups = sorted({r.group or "" for r in runs})
-    if len(groups) > 1:
-        shown = ", ".join(g or "(no group)" for g in groups)
-        raise LookupError(f"runs from several groups ({shown}): choose one with --group")
-    return list(runs)
-
-
-def local_sweep_config(folder: str | Path, group: str | None) -> dict[str, Any]:
-    """The sweep config that ``sweep run`` recorded for ``group``
-    (``<root>/wandb/sweep-<group>/sweep.json``), or ``{}``."""
-    if not group:
-        return {}
-    root = wandb_root(folder)
-    for base in (root / "wandb", root):
-        path = base / f"sweep-{group}" / "sweep.json"
-        if path.is_file():
-            try:
-                doc = json.loads(path.read_text())
-            except (OSError, ValueError):
-                return {}
-            config = doc.get("config") if isinstance(doc, dict) else None
-            return config if isinstance(config, dict) else {}
-    return {}
 
 
 def online_sweep(path: str, api: Any | None = None) -> tuple[list[Any], dict[str, Any]]:
@@ -214,6 +87,7 @@ class CollectedSweep:
     records: list[SweepRunRecord]
     skipped: dict[str, int] = field(default_factory=dict)
     n_seen: int = 0
+    unreadable: dict[str, str] = field(default_factory=dict)  # run folder -> why
 
     @property
     def batch_sizes(self) -> np.ndarray:
@@ -293,14 +167,17 @@ def collect_sweep_runs(
     """
     records: list[SweepRunRecord] = []
     skipped: Counter[str] = Counter()
+    unreadable: dict[str, str] = {}
     n_seen = 0
     for run in runs:
         if getattr(run, "job_type", None) == ANALYSIS_JOB_TYPE:
             continue
         n_seen += 1
         state = str(getattr(run, "state", "") or "unknown")
+        if getattr(run, "problem", None):
+            unreadable[str(run.path)] = run.problem
         if state != "finished":
-            skipped[state] += 1
+            skipped[getattr(run, "skip_reason", None) or state] += 1
             continue
         config = run.config or {}
         b = _number(config.get(batch_key))
@@ -323,7 +200,13 @@ def collect_sweep_runs(
                 seed=config.get("seed"),
             )
         )
-    return CollectedSweep(metric=metric, records=records, skipped=dict(skipped), n_seen=n_seen)
+    return CollectedSweep(
+        metric=metric,
+        records=records,
+        skipped=dict(skipped),
+        n_seen=n_seen,
+        unreadable=unreadable,
+    )
 
 
 def analyze_collected(
@@ -377,6 +260,7 @@ def analysis_document(
         "n_runs_used": len(collected.records),
         "n_runs_seen": collected.n_seen,
         "skipped": collected.skipped,
+        "unreadable": collected.unreadable,
         "per_batch": [
             {k: _finite(v) if k in ("mean", "se") else v for k, v in row.items()}
             for row in collected.per_batch()
