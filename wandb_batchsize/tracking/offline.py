@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ from wandb_batchsize.tracking.record_log import read_records
 
 #: names W&B gives run folders: ``run-<date>_<time>-<id>``, ``offline-`` first offline.
 RUN_DIR = re.compile(r"^(offline-)?run-\d{8}_\d{6}-.+$")
+
+
+NO_RUN_RECORD = "no run record (stopped before W&B wrote one out)"
 
 
 class RunFileError(RuntimeError):
@@ -186,15 +190,33 @@ def scan_run(run_dir: str | Path) -> OfflineRun:
         summary=summary,
         history=history,
         metrics=metrics,
-        problem=problem if problem or info else "no run record (stopped before W&B wrote one out)",
+        problem=problem if problem or info else NO_RUN_RECORD,
         truncated=bool(log and log.truncated),
     )
 
 
-def read_run(run_dir: str | Path) -> OfflineRun:
+def _settling(run: OfflineRun, window: float) -> bool:
+    """The run has not recorded its end, and its file changed within ``window`` s:
+    W&B's core process may still be writing it (``run.finish()`` can return first)."""
+    if run.exit_code is not None or run.problem not in (None, NO_RUN_RECORD):
+        return False  # ended, or damaged (not a file still being written)
+    files = sorted(run.path.glob("run-*.wandb"))
+    return bool(files) and time.time() - files[0].stat().st_mtime < window
+
+
+def read_run(run_dir: str | Path, *, settle: float = 5.0) -> OfflineRun:
     """Read one run folder (``wandb/offline-run-*`` or ``wandb/run-*``) or run file;
-    ``RunFileError`` (one line) if its file is missing or damaged."""
+    ``RunFileError`` (one line) if its file is missing or damaged.
+
+    A run whose file was written in the last ``settle`` seconds and has no exit record
+    yet is read again until it has one (W&B writes the file from another process,
+    and a just-finished run's last records can land a moment after ``finish()``).
+    """
     run = scan_run(run_dir)
+    deadline = time.monotonic() + settle
+    while _settling(run, settle) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        run = scan_run(run_dir)
     if run.problem:
         raise RunFileError(f"cannot read the W&B run at {run.path}: {run.problem}")
     return run
