@@ -278,11 +278,11 @@ def test_lr_is_finite_for_every_template_batch():
 
 
 def test_without_jsonschema_the_main_rules_still_apply(monkeypatch):
-    from wandb_batchsize.tracking import sweeps
+    from wandb_batchsize.tracking import sweep_schema
 
     monkeypatch.setitem(sys.modules, "jsonschema", None)  # as if it were not installed
-    sweeps._validator.cache_clear()
-    monkeypatch.setattr(sweeps, "_WARNED_NO_JSONSCHEMA", False)
+    sweep_schema._validator.cache_clear()
+    monkeypatch.setattr(sweep_schema, "_WARNED_NO_JSONSCHEMA", False)
     try:
         with pytest.warns(RuntimeWarning, match="jsonschema is not installed"):
             assert sweep_config_violations(batch_size_sweep(256, repeats=2)) == []
@@ -295,4 +295,4 @@ def test_without_jsonschema_the_main_rules_still_apply(monkeypatch):
             "a: min 3 is not less than max 1",
         ]
     finally:
-        sweeps._validator.cache_clear()
+        sweep_schema._validator.cache_clear()

@@ -12,15 +12,16 @@ import yaml
 
 from wandb_batchsize.cli import UsageError
 from wandb_batchsize.cli.sweep_analyze import register_analyze
+from wandb_batchsize.tracking.sweeps import DEFAULT_PROGRAM
 
 EPILOG = """\
 the loop:
-  wandb-batchsize sweep create --max-batch 1024 --metric val/loss > sweeps/bs.yaml
+  wandb-batchsize sweep create --max-batch 1024 --metric val/loss -o my_sweep.yaml
   # online, with an account: W&B's own agent
-  wandb sweep sweeps/bs.yaml && wandb agent ENTITY/PROJECT/SWEEP_ID
+  wandb sweep my_sweep.yaml && wandb agent ENTITY/PROJECT/SWEEP_ID
   wandb-batchsize sweep analyze ENTITY/PROJECT/SWEEP_ID
   # offline, no account: the same YAML, the same program, runs grouped locally
-  wandb-batchsize sweep run sweeps/bs.yaml --group bs-demo
+  wandb-batchsize sweep run my_sweep.yaml --group bs-demo
   wandb-batchsize sweep analyze ./wandb --group bs-demo
 
 exit status: 0 on success, 2 on bad input (one-line message on stderr),
@@ -31,12 +32,14 @@ CREATE_EPILOG = """\
 The learning rate follows the batch size through constant parameters lr_scaling,
 base_lr, base_batch (and max_lr) that the program applies
 (wandb_batchsize.tracking.sweeps.lr_from_config): a W&B grid cannot tie two
-parameters. The output is checked against W&B's sweep-config schema.
+parameters. The output is checked against W&B's sweep-config schema. The default
+--program is the demo training program installed with the package (an absolute
+path, so the YAML runs from any directory); give your own training script instead.
 
 examples:
-  wandb-batchsize sweep create --max-batch 1024 > sweeps/bs.yaml
+  wandb-batchsize sweep create --max-batch 1024 > my_sweep.yaml
   wandb-batchsize sweep create --max-batch 512 --min-batch 16 --repeats 3 \\
-      --lr-scaling sqrt --base-lr 0.05 --param epochs=2 -o sweeps/bs.yaml
+      --lr-scaling sqrt --base-lr 0.05 --param epochs=2 --program train.py -o my_sweep.yaml
   wandb-batchsize sweep create --max-batch 256 --metric steps_to_target --target 0.55 \\
       --lr-scaling linear --base-lr 0.02 --base-batch 4 --max-lr 0.8 --param max_steps=2000
 """
@@ -48,8 +51,8 @@ as W&B's agent gives them (WANDB_SWEEP_PARAM_PATH, read by wandb.init, and
 in one group (WANDB_RUN_GROUP). method bayes needs W&B's server: use wandb agent.
 
 examples:
-  wandb-batchsize sweep run sweeps/bs.yaml --group bs-demo --jobs 2
-  wandb-batchsize sweep run sweeps/bs.yaml --dry-run
+  wandb-batchsize sweep run my_sweep.yaml --group bs-demo --jobs 2
+  wandb-batchsize sweep run my_sweep.yaml --dry-run
 """
 
 
@@ -91,7 +94,12 @@ def _register_create(sub: Any) -> None:
     p.add_argument("--batch-sizes", help="explicit comma-separated sizes instead of powers of two")
     p.add_argument("--metric", default="val/loss", help="metric to record (default val/loss)")
     p.add_argument("--goal", default="minimize", help="minimize (default) or maximize")
-    p.add_argument("--program", default="sweeps/train.py", help="script the agent runs")
+    p.add_argument(
+        "--program",
+        default=DEFAULT_PROGRAM,
+        help="script the agent runs (default: the installed demo program, "
+        "wandb_batchsize/demo/sweep_train.py, by its absolute path)",
+    )
     p.add_argument("--repeats", type=int, default=1, help="seeds per batch size (default 1)")
     p.add_argument("--lr-scaling", choices=["linear", "sqrt"], default=None)
     p.add_argument("--base-lr", type=float, default=None, help="lr at --base-batch")

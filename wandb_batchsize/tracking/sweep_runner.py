@@ -171,9 +171,11 @@ def default_group(config: Mapping[str, Any]) -> str:
     return f"{base or 'bs-sweep'}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def resolve_program(program: str, search: Sequence[Path]) -> Path:
-    """The program as the agent would find it from the working directory, else
-    next to the sweep YAML."""
+def resolve_program(program: str, search: Sequence[Path], anchor: Path | None = None) -> Path:
+    """The program as the agent would find it from the working directory, else next
+    to the sweep YAML (``search``, in order); with the YAML's folder as ``anchor``,
+    also a path relative to one of its parent folders that names a file inside it
+    (``program: sweeps/train.py`` in ``sweeps/bs.yaml``, run from anywhere)."""
     path = Path(program).expanduser()
     if path.is_absolute():
         if path.exists():
@@ -183,6 +185,12 @@ def resolve_program(program: str, search: Sequence[Path]) -> Path:
             candidate = base / path
             if candidate.exists():
                 return candidate.resolve()
+        if anchor is not None:
+            anchor = anchor.resolve()
+            for base in anchor.parents:
+                candidate = (base / path).resolve()
+                if candidate.is_file() and candidate.is_relative_to(anchor):
+                    return candidate
     where = ", ".join(str(b) for b in search)
     raise LocalSweepError(f"program {program!r} not found (looked in {where})")
 
@@ -304,7 +312,7 @@ def run_sweep_locally(
         ``$WANDB_DIR`` or the working directory).
     base_dir
         Where the sweep YAML lives: the program is looked up in the working
-        directory first (as the agent does), then here.
+        directory first (as the agent does), then here (see :func:`resolve_program`).
     count, seed
         Number of runs (random sweeps; a cap for grids) and the random seed.
     jobs
@@ -330,8 +338,11 @@ def run_sweep_locally(
     group = group or default_group(config)
     sweep_dir = root / "wandb" / f"sweep-{group}"
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    search = [Path.cwd()] + ([Path(base_dir).resolve()] if base_dir is not None else [])
-    program = resolve_program(str(config["program"]), search) if config.get("program") else None
+    anchor = Path(base_dir).resolve() if base_dir is not None else None
+    search = [Path.cwd()] + ([anchor] if anchor is not None else [])
+    program = (
+        resolve_program(str(config["program"]), search, anchor) if config.get("program") else None
+    )
     template = [str(c) for c in (config.get("command") or DEFAULT_COMMAND)]
     if program is None and "${program}" in template:
         raise LocalSweepError("the sweep config has no 'program' for its command's ${program}")
