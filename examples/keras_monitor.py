@@ -57,7 +57,7 @@ def main() -> None:
         config={"batch_size": BATCH, "lr": 0.05},
     )
     # Streaming over every step; checks every 500 steps whatever they cost (the
-    # default cap, 1 % of the training time, would space them out on a toy model).
+    # default cap, 0.8 % of the training time, would space them out on a toy model).
     monitor = SusceptibilityCallback(check_every=500, max_overhead=None)
     model.fit(
         x,

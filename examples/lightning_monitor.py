@@ -61,7 +61,7 @@ def main() -> None:
     loader = torch.utils.data.DataLoader(make_data(), batch_size=BATCH, shuffle=True)
     logger = WandbLogger(project="wandb-batchsize-examples", name="lightning-monitor")
     # Streaming over every step; checks every 500 steps whatever they cost (the
-    # default cap, 1 % of the training time, would space them out on a toy model).
+    # default cap, 0.8 % of the training time, would space them out on a toy model).
     monitor = SusceptibilityCallback(check_every=500, max_overhead=None)
     trainer = L.Trainer(
         max_steps=STEPS,

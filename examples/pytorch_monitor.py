@@ -49,7 +49,7 @@ def main() -> None:
         config={"batch_size": BATCH, "lr": 0.05},
     )
     # Streaming over every step. A check (analysis + W&B charts) takes tens of ms,
-    # and this toy step a fraction of one, so the default cap (checks <= 1 % of the
+    # and this toy step a fraction of one, so the default cap (checks <= 0.8 % of the
     # training time) would space checks thousands of steps apart; for the demo,
     # check every 500 steps whatever the cost.
     monitor = wbs.SusceptibilityMonitor(check_every=500, max_overhead=None)
