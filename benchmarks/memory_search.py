@@ -376,12 +376,12 @@ def child(framework: str, method: str, cap_mb: float, train_steps: int) -> dict:
         import lightning.pytorch  # noqa: F401 - imported before the cap, like the others' imports
     if method.startswith("ours"):
         import wandb_batchsize.memory.finder  # noqa: F401
-        from wandb_batchsize.memory import meters  # noqa: F401
+        from wandb_batchsize.backends import host_memory  # noqa: F401
 
         if framework == "torch":
-            import wandb_batchsize.memory.torch_probe  # noqa: F401
+            import wandb_batchsize.backends.torch  # noqa: F401
         else:
-            import wandb_batchsize.memory.keras_probe  # noqa: F401
+            import wandb_batchsize.backends.keras  # noqa: F401
     if method.startswith("accelerate"):
         import accelerate.utils  # noqa: F401
     _cap(cap_mb)

@@ -208,7 +208,7 @@ def test_hugging_face_style_output_and_dict_batches():
 
 
 def test_ddp_wrapped_model_is_probed_through_its_module():
-    from wandb_batchsize.memory.torch_probe import unwrap
+    from wandb_batchsize.backends.torch_memory import unwrap
 
     inner = make_model()
     assert unwrap(nn.DataParallel(inner)) is inner
@@ -220,7 +220,7 @@ def test_not_a_model():
 
 
 def test_device_memory_cap_is_a_no_op_on_cpu():
-    from wandb_batchsize.memory.torch_probe import device_memory_cap
+    from wandb_batchsize.backends.torch_memory import device_memory_cap
 
     with device_memory_cap(torch.device("cpu"), 1 << 30):
         pass
@@ -233,8 +233,8 @@ def test_gpu_meter_feeds_the_affine_fit_with_a_simulated_device():
     a step at batch B peaks at ``a + b * B`` bytes on a 16 GiB device, and a
     ``target_memory`` of 6 GiB caps the budget as on a smaller card.
     """
+    from wandb_batchsize.backends.torch_memory import TorchDeviceMeter
     from wandb_batchsize.memory.search import CeilingSearch, ProbeOutcome, run_search
-    from wandb_batchsize.memory.torch_probe import TorchDeviceMeter
 
     a, b, total = 1.5 * 2**30, 7.3 * 2**20, 16 * 2**30
 

@@ -2,21 +2,23 @@
 
 ``find_batch_size(model, sample)`` for PyTorch and Keras models (see
 :mod:`wandb_batchsize.memory.finder`), the framework-free strategy
-(:mod:`.search`), OOM recognition and memory release (:mod:`.oom`), snapshot
-and restore of the training state (:mod:`.state`) and the
-gradient-accumulation helper :func:`accumulation_for`.
+(:mod:`.search`), one metered probe over a backend (:mod:`.probe`), the
+agreement of ranks (:mod:`.distributed`), the progress table (:mod:`.progress`)
+and the gradient-accumulation helper :func:`accumulation_for`. OOM recognition
+and memory release are :mod:`wandb_batchsize.backends.oom` (also importable
+as ``wandb_batchsize.memory.oom``).
 
 Importing this package imports no framework and no wandb.
 """
 
 from __future__ import annotations
 
+from wandb_batchsize.backends.oom import OOM_TABLE, is_oom_error, release_memory
 from wandb_batchsize.memory.finder import (
     MemorySearchResult,
     NoBatchSizeFitsError,
     find_batch_size,
 )
-from wandb_batchsize.memory.oom import OOM_TABLE, is_oom_error, release_memory
 from wandb_batchsize.memory.search import (
     CeilingSearch,
     Probe,

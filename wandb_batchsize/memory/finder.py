@@ -1,8 +1,10 @@
 """``find_batch_size``: the largest batch a real training step fits, for PyTorch and Keras.
 
-It detects the framework, builds the probe for it (one real forward, loss,
-backward and optimizer step per probe), runs the framework-free strategy of
-:mod:`wandb_batchsize.memory.search` inside a snapshot of the training state
+It takes the model's backend (:mod:`wandb_batchsize.backends`: PyTorch or
+Keras), probes with it (:class:`~wandb_batchsize.memory.probe.MemoryProbe`: one
+real forward, loss, backward and optimizer step per probe), runs the
+framework-free strategy of :mod:`wandb_batchsize.memory.search` inside a
+snapshot of the training state
 (restored bitwise afterwards, also on errors and KeyboardInterrupt), applies
 the safety factor and the alignment, and records the answer on W&B: on the
 active run, or on the next run the process starts (``tracking/pending.py``).
@@ -10,14 +12,15 @@ active run, or on the next run the process starts (``tracking/pending.py``).
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from wandb_batchsize.backends.base import restoring
+from wandb_batchsize.backends.host_memory import parse_bytes
 from wandb_batchsize.memory import distributed
-from wandb_batchsize.memory.meters import parse_bytes
+from wandb_batchsize.memory.probe import MemoryProbe
 from wandb_batchsize.memory.progress import ProgressTable
 from wandb_batchsize.memory.search import (
     AffineFit,
@@ -94,21 +97,17 @@ class MemorySearchResult:
         return self.batch_size
 
 
-def _make_probe(model: Any, **kwargs: Any) -> Any:
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(model, torch.nn.Module):
-        from wandb_batchsize.memory.torch_probe import TorchProbe
+def _search_backend(model: Any, **options: Any) -> Any:
+    from wandb_batchsize.backends import backend_for
 
-        return TorchProbe(model, **kwargs)
-    from wandb_batchsize.memory.keras_probe import is_keras_model
-
-    if is_keras_model(model):
-        from wandb_batchsize.memory.keras_probe import KerasProbe
-
-        return KerasProbe(model, **kwargs)
-    raise TypeError(
-        f"find_batch_size needs a torch.nn.Module or a Keras model, got {type(model).__name__}"
-    )
+    try:
+        return backend_for(model, stand_in_loss=True, **options)
+    except TypeError as exc:
+        if "expected a torch.nn.Module or a Keras model" not in str(exc):
+            raise
+        raise TypeError(
+            f"find_batch_size needs a torch.nn.Module or a Keras model, got {type(model).__name__}"
+        ) from None
 
 
 def find_batch_size(
@@ -196,26 +195,19 @@ def find_batch_size(
     strategy = CeilingSearch(
         min_batch_size, max_batch_size, tolerance=tolerance, max_probes=max_probes
     )
-    probe = _make_probe(
-        model,
-        sample=sample,
-        input_shape=tuple(input_shape) if input_shape is not None else None,
-        sample_fn=sample_fn,
-        optimizer=optimizer,
-        loss_fn=loss_fn,
-        target_bytes=target_bytes,
-        steps_per_probe=steps_per_probe,
-        eval_step=eval_step,
-    )
+    input_shape = tuple(input_shape) if input_shape is not None else None
+    backend = _search_backend(model, loss_fn=loss_fn, input_shape=input_shape)
+    make_batch = backend.batch_maker(sample=sample, input_shape=input_shape, sample_fn=sample_fn)
     world = distributed.world_size()
     is_main = distributed.rank() == 0
     table = ProgressTable(verbose=verbose and is_main)
-    budget = getattr(probe.meter, "budget_now", lambda: None)()
-    model_memory_mb = probe.model_memory_bytes / 2**20
+    meter = backend.meter(target_bytes)
+    budget = getattr(meter, "budget_now", lambda: None)()
+    model_memory_mb = backend.model_memory_bytes / 2**20
     table.header(
-        framework=probe.framework,
-        device=probe.device_name,
-        model_params=probe.model_params,
+        framework=backend.framework,
+        device=backend.device_name,
+        model_params=backend.model_params,
         model_memory_mb=model_memory_mb,
         budget_bytes=budget,
         min_batch_size=min_batch_size,
@@ -223,12 +215,21 @@ def find_batch_size(
         world_size=world,
     )
 
+    start = time.perf_counter()
+    step_optimizer, owned = backend.search_optimizer(optimizer)
+    probe = MemoryProbe(
+        backend, make_batch, step_optimizer, meter=meter, steps=steps_per_probe, eval_step=eval_step
+    )
+
     def agreed_probe(batch_size: int) -> ProbeOutcome:
         return distributed.agree(probe(batch_size))
 
-    start = time.perf_counter()
-    with probe.preserved():
-        outcome = run_search(agreed_probe, strategy, on_probe=table.row)
+    snapshot = backend.snapshot([] if owned else [step_optimizer])
+    try:
+        with restoring(snapshot, release=backend.release), backend.memory_cap(target_bytes):
+            outcome = run_search(agreed_probe, strategy, on_probe=table.row)
+    finally:
+        backend.forget_steps()
     seconds = time.perf_counter() - start
 
     if outcome.max_fitting is None:
@@ -251,11 +252,11 @@ def find_batch_size(
         max_fitting=outcome.max_fitting,
         first_failing=outcome.first_failing,
         probes=outcome.probes,
-        model_params=probe.model_params,
+        model_params=backend.model_params,
         model_memory_mb=model_memory_mb,
-        device=probe.device_name,
+        device=backend.device_name,
         config={"batch_size": batch_size, "batch_size_source": "dynamic_finder"},
-        framework=probe.framework,
+        framework=backend.framework,
         safety_factor=safety_factor,
         multiple_of=int(multiple_of),
         predicted=outcome.predicted,

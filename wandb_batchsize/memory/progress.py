@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from wandb_batchsize.memory.meters import format_bytes
+from wandb_batchsize.backends.host_memory import format_bytes
 from wandb_batchsize.memory.search import CeilingSearch, Probe
 
 RULE = "-" * 66

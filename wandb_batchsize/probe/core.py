@@ -33,7 +33,7 @@ from typing import Any, Protocol, TextIO
 import numpy as np
 
 from wandb_batchsize.analysis.sweep import analyze_sweep
-from wandb_batchsize.memory.oom import short_message
+from wandb_batchsize.backends.oom import short_message
 from wandb_batchsize.tracking import keys
 
 BUDGETS = ("samples", "steps")

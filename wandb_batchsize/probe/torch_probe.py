@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from wandb_batchsize.memory.oom import is_oom_error, release_memory
-from wandb_batchsize.memory.state import TorchSnapshot
+from wandb_batchsize.backends.oom import is_oom_error, release_memory
+from wandb_batchsize.backends.torch_state import TorchSnapshot
 from wandb_batchsize.probe.core import (
     ProbeResult,
     Progress,
