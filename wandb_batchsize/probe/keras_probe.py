@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from wandb_batchsize.backends.oom import is_oom_error, release_memory
 from wandb_batchsize.backends.keras_state import KerasSnapshot
+from wandb_batchsize.backends.oom import is_oom_error, release_memory
 from wandb_batchsize.probe.core import (
     ProbeResult,
     Progress,
