@@ -32,15 +32,31 @@ _LAZY: dict[str, str] = {
     "SusceptibilityMonitor": "wandb_batchsize.integrations.torch",
     "probe_batch_sizes": "wandb_batchsize.probe",
     "ProbeResult": "wandb_batchsize.probe",
+    # the measured critical batch size (spec/critical-batch.md)
+    "measure_critical_batch": "wandb_batchsize.critical",
+    "CriticalBatchResult": "wandb_batchsize.critical",
+    "CriticalBatchMonitor": "wandb_batchsize.critical",
     # the combined recommendation
     "recommend": "wandb_batchsize.recommendation",
     "Recommendation": "wandb_batchsize.recommendation",
 }
 
-_SUBMODULES = {"analysis", "memory", "tracking", "integrations", "plot", "cli", "keras"}
+_SUBMODULES = {
+    "analysis",
+    "backends",
+    "critical",
+    "memory",
+    "tracking",
+    "integrations",
+    "plot",
+    "cli",
+    "keras",
+}
 
 __all__ = [
     "BatchSusceptibility",
+    "CriticalBatchMonitor",
+    "CriticalBatchResult",
     "MemorySearchResult",
     "ProbeResult",
     "Recommendation",
@@ -53,11 +69,14 @@ __all__ = [
     "analysis",
     "analyze",
     "analyze_sweep",
+    "backends",
     "calculate_adjusted_epochs",
     "cli",
+    "critical",
     "find_batch_size",
     "integrations",
     "keras",
+    "measure_critical_batch",
     "memory",
     "plot",
     "probe_batch_sizes",
