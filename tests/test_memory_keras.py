@@ -121,3 +121,15 @@ def test_uncompiled_model_and_errors_propagate():
 def test_calculate_adjusted_epochs_is_importable_from_the_seed_module():
     assert calculate_adjusted_epochs(100, 256, 64) == 400
     assert calculate_adjusted_epochs(10, 256, 1024) == 50
+
+
+@pytest.mark.parametrize(
+    "option, match",
+    [
+        ({"step_fn": lambda m, b, o: 0.0}, "step_fn is a PyTorch option"),
+        ({"precision": "bf16"}, "set_global_policy"),
+    ],
+)
+def test_torch_only_options_are_a_clear_error_on_keras(option, match):
+    with pytest.raises(NotImplementedError, match=match):
+        find_batch_size(make(limit=100), input_shape=(12,), log_to_wandb=False, **option)

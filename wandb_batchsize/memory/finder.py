@@ -110,6 +110,13 @@ def _search_backend(model: Any, **options: Any) -> Any:
         ) from None
 
 
+def _optimizers(optimizer: Any) -> list[Any]:
+    """The optimizers to snapshot: a list/tuple of them (a ``step_fn`` with several) or one."""
+    if isinstance(optimizer, (list, tuple)):
+        return [o for o in optimizer if o is not None]
+    return [] if optimizer is None else [optimizer]
+
+
 def find_batch_size(
     model: Any,
     sample: Any = None,
@@ -118,6 +125,8 @@ def find_batch_size(
     sample_fn: Callable[[int], Any] | None = None,
     optimizer: Any = None,
     loss_fn: Any = None,
+    step_fn: Callable[[Any, Any, Any], Any] | None = None,
+    precision: str | None = None,
     min_batch_size: int = 2,
     max_batch_size: int = 4096,
     safety_factor: float = 0.9,
@@ -145,6 +154,20 @@ def find_batch_size(
             else ``loss_fn(output)``; default: the model's ``.loss``, or
             cross-entropy / MSE chosen from the target (PyTorch), the compiled
             loss or MSE (Keras).
+        step_fn: ``step_fn(model, batch, optimizer) -> loss``, your whole training
+            step (custom or several losses, your own ``GradScaler``, gradient
+            checkpointing, several optimizers: pass the one to restore as
+            ``optimizer``, or a list of them); each probe runs it instead of the
+            default forward / loss / backward / step. ``model`` is the module
+            itself (DDP unwrapped), ``batch`` what ``sample``/``sample_fn``
+            makes. PyTorch only (Keras: a clear ``NotImplementedError``;
+            override ``Model.train_step`` instead).
+        precision: ``None``, ``"bf16"`` or ``"fp16"``: the default step runs under
+            ``torch.autocast`` of that dtype (fp16 with a ``GradScaler``), on
+            CPU and GPU alike, so the ceiling is the one of the precision the
+            run uses. PyTorch only (Keras: set a mixed-precision policy before
+            building the model; passing ``precision`` raises
+            ``NotImplementedError``).
         min_batch_size, max_batch_size: the range searched.
         safety_factor: the trained size is ``max_fitting * safety_factor``
             (memory freed by the allocator is not always reusable later; longer
@@ -196,7 +219,9 @@ def find_batch_size(
         min_batch_size, max_batch_size, tolerance=tolerance, max_probes=max_probes
     )
     input_shape = tuple(input_shape) if input_shape is not None else None
-    backend = _search_backend(model, loss_fn=loss_fn, input_shape=input_shape)
+    backend = _search_backend(
+        model, loss_fn=loss_fn, input_shape=input_shape, step_fn=step_fn, precision=precision
+    )
     make_batch = backend.batch_maker(sample=sample, input_shape=input_shape, sample_fn=sample_fn)
     world = distributed.world_size()
     is_main = distributed.rank() == 0
@@ -224,7 +249,7 @@ def find_batch_size(
     def agreed_probe(batch_size: int) -> ProbeOutcome:
         return distributed.agree(probe(batch_size))
 
-    snapshot = backend.snapshot([] if owned else [step_optimizer])
+    snapshot = backend.snapshot([] if owned else _optimizers(step_optimizer))
     try:
         with restoring(snapshot, release=backend.release), backend.memory_cap(target_bytes):
             outcome = run_search(agreed_probe, strategy, on_probe=table.row)
