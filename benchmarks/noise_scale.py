@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 import wandb_batchsize as wbs
-from wandb_batchsize.integrations.noise_scale_torch import GradientNoiseScaleMonitor
+from wandb_batchsize.integrations.torch import GradientNoiseScaleMonitor
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Gradient noise scale"

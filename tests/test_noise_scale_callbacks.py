@@ -52,7 +52,7 @@ def test_lightning_callback_estimates_and_logs(wandb_env):
     pl = pytest.importorskip("lightning.pytorch")
     from lightning.pytorch.loggers import WandbLogger
 
-    from wandb_batchsize.integrations.gns_lightning import GradientNoiseScaleCallback
+    from wandb_batchsize.integrations.lightning import GradientNoiseScaleCallback
 
     x, y, w, b_true = regression_data(8 * 2 * 150)
 
@@ -97,7 +97,7 @@ def test_lightning_callback_estimates_and_logs(wandb_env):
 
 def test_transformers_callback_on_a_tiny_model(offline_run, tmp_path):
     transformers = pytest.importorskip("transformers")
-    from wandb_batchsize.integrations.gns_transformers import GradientNoiseScaleCallback
+    from wandb_batchsize.integrations.transformers import GradientNoiseScaleCallback
 
     config = transformers.BertConfig(
         vocab_size=64,

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from conftest import run_dir_of  # noqa: E402
 
-from wandb_batchsize.integrations.noise_scale_torch import GradientNoiseScaleMonitor  # noqa: E402
+from wandb_batchsize.integrations.torch import GradientNoiseScaleMonitor  # noqa: E402
 from wandb_batchsize.tracking.offline import read_run  # noqa: E402
 
 

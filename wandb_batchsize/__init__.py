@@ -29,7 +29,7 @@ _LAZY: dict[str, str] = {
     "MemorySearchResult": "wandb_batchsize.memory",
     "accumulation_for": "wandb_batchsize.memory",
     # training monitors and probes
-    "SusceptibilityMonitor": "wandb_batchsize.integrations.torch",
+    "SusceptibilityMonitor": "wandb_batchsize.integrations.torch.susceptibility",
     "probe_batch_sizes": "wandb_batchsize.probe",
     "ProbeResult": "wandb_batchsize.probe",
     # the measured critical batch size (spec/critical-batch.md)
@@ -115,7 +115,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         analyze,
     )
     from wandb_batchsize.analysis.sweep import SweepResult, analyze_sweep
-    from wandb_batchsize.integrations.torch import SusceptibilityMonitor
+    from wandb_batchsize.integrations.torch.susceptibility import SusceptibilityMonitor
     from wandb_batchsize.memory import MemorySearchResult, accumulation_for, find_batch_size
     from wandb_batchsize.probe import ProbeResult, probe_batch_sizes
     from wandb_batchsize.recommendation import Recommendation, recommend

@@ -1,7 +1,11 @@
-"""Framework adapters: thin callbacks over the analysis and the W&B tracking.
+"""Framework adapters: thin callbacks over the monitors, the probes and the W&B tracking.
 
-Each framework is imported only by its own module (``integrations.torch``,
-``.keras``, ``.lightning``, ``.transformers``), loaded when first used.
+One package per framework (``integrations.torch``, ``.keras``, ``.lightning``,
+``.transformers``), each with one module per concern (``susceptibility``,
+``noise_scale``, ``finder``); a framework is imported only when its package is
+used. ``wbs.integrations.torch`` etc. are reachable as attributes after
+``import wandb_batchsize as wbs``, and so are the older module names
+(``noise_scale_torch``, ``gns_lightning``, ``gns_transformers``; deprecated).
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ import importlib
 from types import ModuleType
 
 _FRAMEWORKS = ("torch", "keras", "lightning", "transformers")
+_DEPRECATED = ("noise_scale_torch", "gns_lightning", "gns_transformers")
+
+__all__ = list(_FRAMEWORKS)
 
 
 def __getattr__(name: str) -> ModuleType:
-    if name in _FRAMEWORKS:
+    if name in _FRAMEWORKS or name in _DEPRECATED:
         module = importlib.import_module(f"{__name__}.{name}")
         globals()[name] = module
         return module

@@ -238,6 +238,3 @@ class SusceptibilityCallback(MonitorAPI, keras.callbacks.Callback):
         value = (b * mean - self._prev_batches * self._prev_mean) / done
         self._prev_mean, self._prev_batches = mean, b
         self._core.record(value)
-
-
-from wandb_batchsize.probe.keras_probe import probe_batch_sizes  # noqa: E402,F401

@@ -25,42 +25,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from wandb_batchsize.integrations._core import DEFAULT_DETREND, MonitorAPI
+from wandb_batchsize.integrations.lightning._base import callback_bases, wandb_logger_run
 
 __all__ = ["SusceptibilityCallback"]
 
 
-def _callback_bases() -> tuple[type, ...]:
-    bases: list[type] = []
-    try:
-        from lightning.pytorch import Callback as LightningCallback
-
-        bases.append(LightningCallback)
-    except ImportError:
-        pass
-    try:
-        from pytorch_lightning import Callback as PLCallback
-
-        if PLCallback not in bases:
-            bases.append(PLCallback)
-    except ImportError:
-        pass
-    if not bases:
-        raise ImportError(
-            "wandb_batchsize.integrations.lightning needs Lightning: "
-            "pip install 'wandb-batchsize[lightning]' (or pytorch_lightning)"
-        )
-    return tuple(bases)
-
-
-def _wandb_logger_run(trainer: Any) -> Any:
-    """The run of the trainer's WandbLogger (created by it if need be), or None."""
-    for logger in getattr(trainer, "loggers", None) or []:
-        if type(logger).__name__ == "WandbLogger":
-            return logger.experiment
-    return None
-
-
-class SusceptibilityCallback(MonitorAPI, *_callback_bases()):
+class SusceptibilityCallback(MonitorAPI, *callback_bases()):
     """Lightning callback: check the susceptibility every ``check_every`` optimizer steps.
 
     Parameters as :class:`wandb_batchsize.SusceptibilityMonitor`: ``check_every``,
@@ -91,7 +61,7 @@ class SusceptibilityCallback(MonitorAPI, *_callback_bases()):
             return None
         if not getattr(trainer, "is_global_zero", True):
             return False  # other ranks compute, rank zero logs
-        return _wandb_logger_run(trainer)
+        return wandb_logger_run(trainer)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._trainer = trainer
@@ -112,6 +82,3 @@ class SusceptibilityCallback(MonitorAPI, *_callback_bases()):
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self._core.finish(int(trainer.global_step))
-
-
-from wandb_batchsize.probe.lightning_probe import BatchSizeProbe  # noqa: E402,F401
