@@ -56,13 +56,31 @@ def default_lr(optimizer_cls: Any) -> float | None:
         return None
 
 
+def optimizer_class(name: str) -> type:
+    """The ``torch.optim`` class called ``name``, case-insensitive (``"sgd"``, ``"adamw"``)."""
+    classes = {
+        n.lower(): getattr(torch.optim, n)
+        for n in dir(torch.optim)
+        if isinstance(getattr(torch.optim, n), type)
+        and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)
+    }
+    try:
+        return classes[name.lower()]
+    except KeyError:
+        raise ValueError(
+            f"unknown optimizer name {name!r}; use a torch.optim class name such as "
+            "'sgd', 'adam' or 'adamw', or pass the class itself"
+        ) from None
+
+
 class TorchBackend:
     """Runs steps of one PyTorch model (see the module docstring).
 
     Args:
         model: the module (a DDP/DataParallel wrapper is run through ``.module``).
         loss_fn: ``loss_fn(output, target)``; None: the model returns the loss.
-        optimizer: the class (``cls(params, lr=..., **optimizer_kwargs)``) or a
+        optimizer: the class (``cls(params, lr=..., **optimizer_kwargs)``), its
+            name (``"sgd"``, ``"adam"``: a ``torch.optim`` class), or a
             factory ``f(params, lr) -> optimizer`` of the fresh optimizers that
             :meth:`new_optimizer` makes (default ``Adam(lr=1e-3)``).
         step_fn: ``step_fn(model, batch, optimizer) -> loss``: the user's whole
@@ -101,6 +119,8 @@ class TorchBackend:
         self.stand_in = bool(stand_in_loss)
         self.num_workers = int(num_workers)
         self.collate_fn = collate_fn
+        if isinstance(optimizer, str):
+            optimizer = optimizer_class(optimizer)
         kwargs = dict(optimizer_kwargs or {})
         if optimizer is None and "lr" not in kwargs:
             kwargs["lr"] = DEFAULT_LR
