@@ -9,13 +9,18 @@ References:
   Algorithms": square-root LR scaling for Adam-type optimisers.
 - McCandlish et al. 2018, "An Empirical Model of Large-Batch Training": steps
   ``S = S_min (1 + B_noise / B)`` and examples ``E = E_min (1 + B / B_noise)`` to
-  reach a given loss.
+  reach a given loss; the saturating SGD learning rate ``lr_max / (1 + B_noise / B)``.
+- Li et al. 2024, "Surge Phenomenon in Optimal Learning Rate and Batch Size
+  Scaling": the Adam learning rate that peaks at ``B_noise`` (``analysis.lr_rules``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+from .lr_rules import LR_RULES, LrRule, lr_rule_from_reference
 
 __all__ = ["Schedule", "calculate_adjusted_epochs", "scale_schedule"]
 
@@ -52,13 +57,60 @@ class Schedule:
     """Epochs and learning rate for the new batch size.
 
     ``steps_factor`` = optimiser updates of the new schedule / updates of the
-    reference one (same data set size). ``lr`` is None when no reference LR was given.
+    reference one (same data set size). ``lr`` is None when no reference LR was
+    given; ``lr_rule`` names the rule that scaled it (None: kept unchanged) and
+    ``rule`` is the fitted :class:`~wandb_batchsize.analysis.lr_rules.LrRule`
+    for the saturating rules.
     """
 
     epochs: float
     lr: float | None
     steps_factor: float
     reason: str
+    lr_rule: str | None = None
+    rule: LrRule | None = field(default=None, compare=False)
+
+
+_RULES = ("linear", "sqrt", *LR_RULES)
+
+
+def _pick_rule(rule: str | LrRule | None, lr_scaling: str | None, b_noise: float | None) -> Any:
+    """The rule to use: explicit ``rule``, else ``lr_scaling``, else saturating when B_noise is known."""
+    if lr_scaling not in (None, "linear", "sqrt"):
+        raise ValueError(
+            f"lr_scaling must be None, 'linear' or 'sqrt', got {lr_scaling!r} "
+            f"(the saturating rules are rule='saturating' or rule='surge')"
+        )
+    if isinstance(rule, LrRule):
+        if lr_scaling is not None:
+            raise ValueError("pass either a fitted rule= or lr_scaling=, not both")
+        return rule
+    if rule is not None and rule not in _RULES:
+        raise ValueError(f"rule must be one of {_RULES} or an LrRule, got {rule!r}")
+    if rule is not None and lr_scaling is not None and rule != lr_scaling:
+        raise ValueError(f"rule={rule!r} and lr_scaling={lr_scaling!r} disagree: pass one")
+    chosen = rule or lr_scaling
+    if chosen is None and b_noise is not None:
+        return "saturating"
+    return chosen
+
+
+def _scale_lr(
+    lr0: float, b_ref: float, b: float, rule: Any, b_noise: float | None
+) -> tuple[float, str, LrRule | None]:
+    """``(lr, reason, fitted rule)`` at ``b`` from ``lr0`` at ``b_ref``."""
+    ratio = b / b_ref
+    if rule == "linear":
+        return lr0 * ratio, "; LR scaled linearly (Goyal et al. 2017), with no limit", None
+    if rule == "sqrt":
+        return lr0 * math.sqrt(ratio), "; LR scaled by sqrt (Malladi et al. 2022)", None
+    if isinstance(rule, LrRule):
+        fitted = rule
+    else:
+        if b_noise is None:
+            raise ValueError(f"rule={rule!r} needs B_noise (or critical_batch), e.g. the B_crit")
+        fitted = lr_rule_from_reference(b_ref, lr0, b_noise, rule)
+    return float(fitted.lr(b)), f"; LR from {fitted.describe()}", fitted
 
 
 def scale_schedule(
@@ -70,6 +122,8 @@ def scale_schedule(
     keep: str = "samples",
     critical_batch: float | None = None,
     lr_scaling: str | None = None,
+    rule: str | LrRule | None = None,
+    B_noise: float | None = None,
 ) -> Schedule:
     """Rescale a training schedule from ``reference_batch`` to ``actual_batch``.
 
@@ -80,12 +134,25 @@ def scale_schedule(
       as ``1 + B / B_crit``, so ``epochs = epochs_ref (1 + B / B_crit) / (1 + B_ref / B_crit)``
       (needs ``critical_batch``, e.g. ``SweepResult.B_crit``).
 
-    ``lr_scaling``: None keeps ``reference_lr``; ``"linear"`` multiplies it by
-    ``B / B_ref`` (Goyal et al. 2017, SGD); ``"sqrt"`` by ``sqrt(B / B_ref)``
-    (Malladi et al. 2022, Adam).
+    The learning rate (``rule``, or its older name ``lr_scaling`` for the two
+    unlimited rules) from ``reference_lr`` at ``reference_batch``:
+    - ``"saturating"``: ``lr_max / (1 + B_noise / B)`` (McCandlish et al. 2018,
+      SGD), ``lr_max`` through the reference point; the default once
+      ``B_noise`` (or ``critical_batch``, its value under the model) is known.
+    - ``"surge"``: ``lr_max / (1/2 (sqrt(B_noise/B) + sqrt(B/B_noise)))``
+      (Li et al. 2024, Adam-type): peaks at ``B = B_noise``.
+    - ``"linear"``: ``x B / B_ref`` (Goyal et al. 2017, SGD), no limit: it
+      diverges past the critical batch; ``"sqrt"``: ``x sqrt(B / B_ref)``
+      (Malladi et al. 2022, Adam).
+    - an :class:`~wandb_batchsize.analysis.lr_rules.LrRule` fitted to measured
+      best lrs (``fit_lr_rule``): its value at ``actual_batch``; no
+      ``reference_lr`` needed.
+    - None without ``B_noise``: ``reference_lr`` unchanged.
 
     >>> scale_schedule(10, 256, 64, keep="samples").steps_factor
     4.0
+    >>> round(scale_schedule(1, 64, 4096, reference_lr=0.1, B_noise=64).lr, 4)  # lr_max 0.2
+    0.1969
     """
     e_ref = _positive("reference_epochs", reference_epochs)
     b_ref = _positive("reference_batch", reference_batch)
@@ -112,17 +179,32 @@ def scale_schedule(
         raise ValueError(f"keep must be 'samples', 'updates' or 'critical', got {keep!r}")
     steps_factor = (epochs / e_ref) / ratio
 
-    if lr_scaling not in (None, "linear", "sqrt"):
-        raise ValueError(f"lr_scaling must be None, 'linear' or 'sqrt', got {lr_scaling!r}")
+    b_noise = B_noise if B_noise is not None else critical_batch
+    b_noise = None if b_noise is None else _positive("B_noise", b_noise)
+    chosen = _pick_rule(rule, lr_scaling, b_noise)
     lr: float | None = None
-    if reference_lr is not None:
+    fitted: LrRule | None = None
+    if isinstance(chosen, LrRule) and reference_lr is None:
+        fitted = chosen
+        lr = float(chosen.lr(b))
+        reason += f"; LR from {chosen.describe()}"
+    elif reference_lr is not None:
         lr = _positive("reference_lr", reference_lr)
-        if lr_scaling == "linear":
-            lr *= ratio
-            reason += "; LR scaled linearly (Goyal et al. 2017)"
-        elif lr_scaling == "sqrt":
-            lr *= math.sqrt(ratio)
-            reason += "; LR scaled by sqrt (Malladi et al. 2022)"
-    elif lr_scaling is not None:
-        raise ValueError(f"lr_scaling={lr_scaling!r} needs reference_lr")
-    return Schedule(epochs=float(epochs), lr=lr, steps_factor=float(steps_factor), reason=reason)
+        if chosen is not None:
+            lr, note, fitted = _scale_lr(lr, b_ref, b, chosen, b_noise)
+            reason += note
+    elif chosen is not None and (rule is not None or lr_scaling is not None):
+        raise ValueError(f"lr_scaling={chosen!r} needs reference_lr")
+    name = (
+        None
+        if lr is None or chosen is None
+        else (chosen.rule if isinstance(chosen, LrRule) else chosen)
+    )
+    return Schedule(
+        epochs=float(epochs),
+        lr=lr,
+        steps_factor=float(steps_factor),
+        reason=reason,
+        lr_rule=name,
+        rule=fitted,
+    )
