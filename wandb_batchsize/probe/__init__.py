@@ -5,12 +5,14 @@ in sweep mode. An in-process batch-size sweep for when a W&B sweep is too heavy.
     result = wbs.probe_batch_sizes(model, dataset, torch.nn.functional.cross_entropy)
     print(result.summary())                       # per-size table, K_c, kappa
 
-- PyTorch: ``probe_batch_sizes`` (``probe.torch_probe``);
-- Lightning: ``integrations.lightning.BatchSizeProbe`` (``probe.lightning_probe``);
-- Keras: ``integrations.keras.probe_batch_sizes`` (``probe.keras_probe``).
+- PyTorch: ``probe_batch_sizes`` (``probe.api``, over ``backends.torch``);
+- Keras: ``integrations.keras.probe_batch_sizes`` (over ``backends.keras``);
+- Lightning: ``integrations.lightning.BatchSizeProbe`` (a ``Trainer`` per size).
 
-The framework-free part (sizes, budget, driver, result, W&B logging) is
-``probe.core``; frameworks are imported only when their probe is used.
+Everything here is framework-free (sizes, budget, driver, one probe over a
+backend, result, W&B logging; ``probe.core`` re-exports them); frameworks are
+imported by their backend only when their probe is used. ``probe.torch_probe``,
+``probe.keras_probe`` and ``probe.lightning_probe`` are the older module names.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from wandb_batchsize.probe.core import (
 )
 
 _LAZY = {
-    "probe_batch_sizes": "wandb_batchsize.probe.torch_probe",
-    "BatchSizeProbe": "wandb_batchsize.probe.lightning_probe",
+    "probe_batch_sizes": "wandb_batchsize.probe.api",
+    "BatchSizeProbe": "wandb_batchsize.integrations.lightning.probe",
 }
 
 __all__ = [
@@ -53,5 +55,5 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from wandb_batchsize.probe.lightning_probe import BatchSizeProbe
-    from wandb_batchsize.probe.torch_probe import probe_batch_sizes
+    from wandb_batchsize.integrations.lightning.probe import BatchSizeProbe
+    from wandb_batchsize.probe.api import probe_batch_sizes

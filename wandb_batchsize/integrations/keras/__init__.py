@@ -12,12 +12,12 @@ from wandb_batchsize.integrations._lazy import lazy_getattr
 
 _NAMES = {
     "SusceptibilityCallback": "wandb_batchsize.integrations.keras.susceptibility",
-    "probe_batch_sizes": "wandb_batchsize.probe.keras_probe",
+    "probe_batch_sizes": "wandb_batchsize.integrations.keras.probe",
     "susceptibility": "wandb_batchsize.integrations.keras.susceptibility",
 }
 __all__ = ["SusceptibilityCallback", "probe_batch_sizes"]
 __getattr__ = lazy_getattr(__name__, _NAMES)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from wandb_batchsize.integrations.keras.probe import probe_batch_sizes
     from wandb_batchsize.integrations.keras.susceptibility import SusceptibilityCallback
-    from wandb_batchsize.probe.keras_probe import probe_batch_sizes

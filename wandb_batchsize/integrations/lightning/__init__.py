@@ -16,7 +16,7 @@ _NAMES = {
     "SusceptibilityCallback": "wandb_batchsize.integrations.lightning.susceptibility",
     "GradientNoiseScaleCallback": "wandb_batchsize.integrations.lightning.noise_scale",
     "BatchSizeFinder": "wandb_batchsize.integrations.lightning.finder",
-    "BatchSizeProbe": "wandb_batchsize.probe.lightning_probe",
+    "BatchSizeProbe": "wandb_batchsize.integrations.lightning.probe",
     "susceptibility": "wandb_batchsize.integrations.lightning.susceptibility",
     "noise_scale": "wandb_batchsize.integrations.lightning.noise_scale",
 }
@@ -30,5 +30,5 @@ __getattr__ = lazy_getattr(__name__, _NAMES)
 
 if TYPE_CHECKING:  # pragma: no cover
     from wandb_batchsize.integrations.lightning.noise_scale import GradientNoiseScaleCallback
+    from wandb_batchsize.integrations.lightning.probe import BatchSizeProbe
     from wandb_batchsize.integrations.lightning.susceptibility import SusceptibilityCallback
-    from wandb_batchsize.probe.lightning_probe import BatchSizeProbe
