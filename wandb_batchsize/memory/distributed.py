@@ -8,9 +8,11 @@ to the same deterministic strategy, so all ranks ask for the same next batch
 size and run the same number of all-reduces: a rank that ran out of memory
 never leaves another one waiting, and the result is the minimum over ranks.
 
-A rank that raises something other than an OOM (or is interrupted) leaves the
-others waiting in the next all-reduce until the process group's timeout, as
-any collective does; the error itself propagates on that rank unchanged.
+A rank whose probe raises something other than an OOM (or is interrupted)
+still joins that probe's all-reduce, with an error flag (:func:`guarded`),
+before its error propagates unchanged: the other ranks see the flag in the
+same all-reduce and raise :class:`PeerError` within seconds, instead of
+waiting in the next collective until the process group's timeout.
 
 Framework-free: the collective is the torch backend's
 (:mod:`wandb_batchsize.backends.torch_distributed`), used only when torch is
@@ -19,10 +21,19 @@ loaded and a process group with more than one rank exists.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
+from collections.abc import Callable
 
 from wandb_batchsize.memory.search import ProbeOutcome
+
+#: the number of values each agreement all-reduces (one slot is the error flag)
+_SLOTS = 7
+
+
+class PeerError(RuntimeError):
+    """Another rank's probe raised an error that is not an out-of-memory error."""
 
 
 def _torch_distributed():  # noqa: ANN202 - a module or None
@@ -43,10 +54,46 @@ def rank() -> int:
     return 0 if module is None else module.rank()
 
 
-def agree(outcome: ProbeOutcome) -> ProbeOutcome:
-    """The outcome of a probe over all ranks (the local one when not distributed)."""
+def _group():  # noqa: ANN202 - the torch_distributed module when a group exists
     module = _torch_distributed()
     if module is None or module.process_group() is None:
+        return None
+    return module
+
+
+def report_failure() -> None:
+    """Join the pending agreement all-reduce with the error flag set (this rank failed).
+
+    Never raises: the rank's own error is what must propagate.
+    """
+    module = _group()
+    if module is None:
+        return
+    with contextlib.suppress(BaseException):  # the caller's own error matters more
+        module.all_reduce_min([0.0] * (_SLOTS - 1) + [-1.0])
+
+
+def guarded(probe: Callable[[int], ProbeOutcome]) -> Callable[[int], ProbeOutcome]:
+    """``probe`` whose outcomes are agreed over ranks, and whose errors reach the other ranks."""
+
+    def agreed(batch_size: int) -> ProbeOutcome:
+        try:
+            outcome = probe(batch_size)
+        except BaseException:
+            report_failure()
+            raise
+        return agree(outcome)
+
+    return agreed
+
+
+def agree(outcome: ProbeOutcome) -> ProbeOutcome:
+    """The outcome of a probe over all ranks (the local one when not distributed).
+
+    Raises :class:`PeerError` when another rank reported a failure in this all-reduce.
+    """
+    module = _group()
+    if module is None:
         return outcome
     inf = math.inf
     has_reading = outcome.headroom_bytes is not None
@@ -59,9 +106,15 @@ def agree(outcome: ProbeOutcome) -> ProbeOutcome:
             1.0 if has_reading else 0.0,
             float(outcome.budget_bytes) if outcome.budget_bytes is not None else inf,
             1.0 if complete else 0.0,
+            0.0,  # the error flag: -1 from a rank whose probe raised
         ]
     )
-    fitted, headroom, neg_peak, readings, budget, complete_all = reduced
+    fitted, headroom, neg_peak, readings, budget, complete_all, failed = reduced
+    if failed < 0:
+        raise PeerError(
+            "another rank's memory probe raised an error that is not an out-of-memory "
+            "error (see that rank's log); stopping this rank's search too"
+        )
     error = outcome.error
     if fitted < 1 and outcome.fitted:
         error = "out of memory on another rank"

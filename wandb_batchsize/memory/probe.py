@@ -4,7 +4,8 @@
 ``probe(batch_size) -> ProbeOutcome`` callable the search strategy drives:
 ``steps`` full training steps (forward, loss, backward, optimizer step; an
 evaluation forward pass too with ``eval_step``) on a batch of that size, with
-the backend's meter around them. An out-of-memory error is an outcome
+the backend's meter around them (``eval_only``: only the no-grad evaluation
+forward pass, for the evaluation ceiling). An out-of-memory error is an outcome
 (``fitted=False``, memory released); any other error propagates unchanged.
 A reading over a user's ``target_memory`` counts as not fitting, as on a
 smaller device. Framework-free.
@@ -33,6 +34,7 @@ class MemoryProbe:
         meter: Any,
         steps: int = 1,
         eval_step: bool = False,
+        eval_only: bool = False,
     ) -> None:
         self.backend = backend
         self.make_batch = make_batch
@@ -40,12 +42,14 @@ class MemoryProbe:
         self.meter = meter
         self.steps = max(1, int(steps))
         self.eval_step = eval_step
+        self.eval_only = eval_only
 
     def _run(self, batch_size: int) -> None:
         for _ in range(self.steps):
             batch = self.make_batch(batch_size)
-            self.backend.train_step(batch, self.optimizer)
-            if self.eval_step:
+            if not self.eval_only:
+                self.backend.train_step(batch, self.optimizer)
+            if self.eval_step or self.eval_only:
                 self.backend.eval_step(batch)
             del batch
 

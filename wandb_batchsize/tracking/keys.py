@@ -18,6 +18,13 @@ BATCH_FINDER_MAX_FITTING = "batch_finder/max_fitting"
 BATCH_FINDER_MODEL_PARAMS = "batch_finder/model_params"
 BATCH_FINDER_MODEL_MEMORY_MB = "batch_finder/model_memory_mb"
 BATCH_FINDER_PROBES = "batch_finder/probes"  # wandb.Table, one row per probed size
+BATCH_FINDER_CAP_REACHED = "batch_finder/cap_reached"  # max_batch_size fitted: ceiling higher
+BATCH_FINDER_CONFIRMED = "batch_finder/confirmed"  # training steps ran after the search
+BATCH_FINDER_CONFIRM_STEPS = "batch_finder/confirm_steps"
+BATCH_FINDER_STEP_DOWNS = "batch_finder/step_downs"  # how many sizes failed confirmation
+BATCH_FINDER_STEP_DOWN_SIZES = "batch_finder/step_down_sizes"  # those sizes, in order
+BATCH_FINDER_EVAL_BATCH_SIZE = "batch_finder/eval_batch_size"
+BATCH_FINDER_EVAL_MAX_FITTING = "batch_finder/eval_max_fitting"
 BATCH_FINDER_SCALARS = (
     BATCH_FINDER_OPTIMAL,
     BATCH_FINDER_MAX_FITTING,
