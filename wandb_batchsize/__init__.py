@@ -7,7 +7,6 @@ needs it is used.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -87,12 +86,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    from wandb_batchsize._extras import import_with_hint
+
     if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(import_with_hint(_LAZY[name], f"wandb_batchsize.{name}"), name)
         globals()[name] = value
         return value
     if name in _SUBMODULES:
-        module = importlib.import_module(f"{__name__}.{name}")
+        module = import_with_hint(f"{__name__}.{name}")
         globals()[name] = module
         return module
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

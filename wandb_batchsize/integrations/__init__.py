@@ -10,8 +10,9 @@ used. ``wbs.integrations.torch`` etc. are reachable as attributes after
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
+
+from wandb_batchsize._extras import import_with_hint
 
 _FRAMEWORKS = ("torch", "keras", "lightning", "transformers")
 _DEPRECATED = ("noise_scale_torch", "gns_lightning", "gns_transformers")
@@ -21,7 +22,7 @@ __all__ = list(_FRAMEWORKS)
 
 def __getattr__(name: str) -> ModuleType:
     if name in _FRAMEWORKS or name in _DEPRECATED:
-        module = importlib.import_module(f"{__name__}.{name}")
+        module = import_with_hint(f"{__name__}.{name}")
         globals()[name] = module
         return module
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

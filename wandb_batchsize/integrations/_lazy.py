@@ -6,6 +6,8 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from wandb_batchsize._extras import import_with_hint
+
 
 def lazy_getattr(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
     """A module ``__getattr__`` that loads ``names[attr]`` (a module path) on first access."""
@@ -14,7 +16,7 @@ def lazy_getattr(package: str, names: Mapping[str, str]) -> Callable[[str], Any]
     def module_getattr(attr: str) -> Any:
         if attr not in names:
             raise AttributeError(f"module {package!r} has no attribute {attr!r}")
-        module = importlib.import_module(names[attr])
+        module = import_with_hint(names[attr], f"{package}.{attr}")
         value = module if names[attr].endswith("." + attr) else getattr(module, attr)
         namespace[attr] = value
         return value
