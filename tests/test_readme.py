@@ -172,6 +172,22 @@ def test_runnable_blocks_run_offline(path, tmp_path):
     run_all(path, tmp_path)
 
 
+def test_quick_start_run_holds_the_final_result(tmp_path):
+    """The quick start's run, read back from its files: the monitor's final result is in
+    the summary, the finder's size in the config (issue 14, item 14)."""
+    from wandb_batchsize.tracking.offline import read_run
+
+    blocks = [b for b in runnable_blocks(README) if b.language == "python"]
+    prepare_workdir(tmp_path)
+    proc = run_block(blocks[0], tmp_path, hermetic_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = sorted((tmp_path / ".wandb_root" / "wandb").glob("offline-run-*"))
+    run = read_run(run_dir)
+    assert run.config["batch_size_source"] == "dynamic_finder"
+    finals = {k for k in run.summary if k.startswith("susceptibility/final/")}
+    assert {"susceptibility/final/K_c", "susceptibility/final/steps"} <= finals
+
+
 _IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)")
 
 
