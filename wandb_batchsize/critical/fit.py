@@ -27,6 +27,8 @@ from wandb_batchsize.critical.result import saturating_lr
 #: times the examples of the smallest (perfect scaling: 1; at B = B_noise from
 #: far below it: about 2)
 SATURATION_RATIO = 1.5
+#: an interval end beyond this multiple of the largest batch is reported as inf
+UNBOUNDED = 10.0
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,8 @@ def bootstrap_b_crit(
     With two or more repeats at some size, each resample draws one repeat per
     size (with replacement) and refits; with one repeat everywhere, residuals
     of the log fit are resampled instead. ``(nan, nan)`` when fewer than two
-    sizes have data.
+    sizes have data; the upper end is ``inf`` past :data:`UNBOUNDED` x the
+    largest batch (the grid does not bound it).
     """
     sizes = sorted(b for b, s in per_size.items() if len(s) > 0)
     if len(sizes) < 2:
@@ -141,6 +144,8 @@ def bootstrap_b_crit(
         return (math.nan, math.nan)
     tail = 100.0 * (1.0 - level) / 2.0
     low, high = np.percentile(finite, [tail, 100.0 - tail])
+    # past UNBOUNDED x the largest batch the grid says nothing: no upper bound
+    high = math.inf if high > UNBOUNDED * B.max() else high
     return (float(low), float(high))
 
 

@@ -23,13 +23,14 @@ from typing import Any
 from wandb_batchsize.backends import backend_for, restoring
 from wandb_batchsize.critical import fit
 from wandb_batchsize.critical.branch import DIVERGE_FACTOR, Branch, DataSource, run_branch
+from wandb_batchsize.critical.options import DEFAULT_REFERENCE_BATCH
+from wandb_batchsize.critical.options import grid as _grid
+from wandb_batchsize.critical.options import positive_int as _positive_int
+from wandb_batchsize.critical.options import reference_lr as _reference_lr
 from wandb_batchsize.critical.progress import CriticalProgress
 from wandb_batchsize.critical.result import CriticalBatchResult, CriticalBatchRow
 from wandb_batchsize.critical.rules import grid_warnings, optimizer_kind_of
 
-DEFAULT_REFERENCE_BATCH = 8
-#: the default grid spans this factor above the reference batch (8 .. 1024)
-DEFAULT_SPAN = 128
 #: lr multiples tried around the prediction, in this order
 LR_FACTORS = (1.0, 2.0, 0.5)
 #: how many further x2 (or x0.5) steps are tried while the best lr is at an edge
@@ -387,51 +388,3 @@ def _result(
     )
     progress.footer(result)
     return result
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or int(value) != value
-        or value < 1
-    ):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _reference_lr(
-    backend: Any, lr: float | None, kwargs: Mapping[str, Any] | None, optimizer: Any
-) -> float:
-    if lr is None and kwargs and kwargs.get("lr") is not None:
-        lr = kwargs["lr"]
-    if lr is None and optimizer is not None:
-        lr = backend.new_optimizer()[1]
-    if lr is None or not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-        raise ValueError(
-            f"lr must be a positive learning rate that trains at reference_batch, got {lr!r}"
-        )
-    return float(lr)
-
-
-def _grid(
-    backend: Any,
-    data: Any,
-    reference_batch: int,
-    batch_sizes: Sequence[int] | None,
-    top: int | None,
-) -> list[int]:
-    if batch_sizes is not None:
-        sizes = sorted({_positive_int(b, "every batch size") for b in batch_sizes})
-        if len(sizes) < 2:
-            raise ValueError(f"batch_sizes needs at least two sizes, got {list(batch_sizes)}")
-        return sizes
-    reference_batch = _positive_int(reference_batch, "reference_batch")
-    from wandb_batchsize.critical.branch import is_sample_fn
-
-    n = None if is_sample_fn(data) else backend.data_len(data)
-    if top is None:
-        top = reference_batch * DEFAULT_SPAN
-    if n is not None:
-        top = min(int(top), int(n))
-    return fit.geometric_grid(reference_batch, _positive_int(top, "max_batch_size"))
