@@ -182,7 +182,7 @@ def test_b_simple_alone_gives_a_saturating_lr_that_errs_low():
     lr_max = 0.1 * (1 + rec.lr_rule.B_noise / 32)
     assert rec.learning_rate == pytest.approx(saturating_lr(304, lr_max, rec.lr_rule.B_noise))
     assert rec.learning_rate < 0.1 * 304 / 32  # below linear scaling
-    assert "errs low" in rec.reason and "4-45x" in rec.reason
+    assert "err low" in rec.reason and "4-45x" in rec.reason
 
 
 def test_linear_scaling_is_not_the_default_once_a_critical_batch_is_known():

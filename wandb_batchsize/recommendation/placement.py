@@ -260,8 +260,8 @@ def learning_rate(
         )
         if from_b_simple:
             notes.append(
-                "The lr rule's B_noise is B_simple, which tends to be too small, so the "
-                "learning rate errs low."
+                "The lr rule's B_noise is B_simple, which tends to be too small; above the "
+                "reference batch that makes the learning rate err low."
             )
     else:
         phrase = (
