@@ -268,3 +268,28 @@ def test_every_signal_given_is_named_with_what_was_done_with_it():
             assert rec.signals[key]["used_for"], (key, rec.signals[key])
         checked += 1
     assert checked == 3 * 4 * 3 * 3 * 2 * 2 - raised and raised > 0
+
+
+def test_measured_lr_rule_overrides_the_reference_and_the_optimizer_must_match():
+    rec = recommend(2048, critical=critical(), reference_batch=32, reference_lr=0.05, log=False)
+    assert (
+        rec.learning_rate == pytest.approx(0.2) and "reference_lr = 0.05 was not used" in rec.reason
+    )
+    with pytest.raises(ValueError, match="measurement used 'sgd'"):
+        recommend(2048, critical=critical(), optimizer="adam", log=False)
+
+
+def test_a_measured_recommendation_is_logged(offline_run):
+    from conftest import run_dir_of
+
+    from wandb_batchsize.tracking.offline import read_run
+
+    rec = recommend(memory(4096, timed=False), critical=critical(), noise_scale=gns())
+    offline_run.finish()
+    logged = read_run(run_dir_of(offline_run))
+    assert logged.config["recommendation/batch_size"] == rec.batch_size == 1000
+    assert logged.config["recommendation/decided_by"] == "critical"
+    assert logged.config["recommendation/lr_scaling"] == "saturating"
+    assert logged.config["recommendation/lr"] == pytest.approx(0.2)
+    assert logged.summary["recommendation/signals/critical_B_crit"] == 1000.0
+    assert logged.summary["recommendation/reason"] == rec.reason

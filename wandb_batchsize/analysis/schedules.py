@@ -75,7 +75,7 @@ _RULES = ("linear", "sqrt", *LR_RULES)
 
 
 def _pick_rule(rule: str | LrRule | None, lr_scaling: str | None, b_noise: float | None) -> Any:
-    """The rule to use: explicit ``rule``, else ``lr_scaling``, else saturating when B_noise is known."""
+    """Explicit ``rule``, else ``lr_scaling``, else ``"saturating"`` once B_noise is known."""
     if lr_scaling not in (None, "linear", "sqrt"):
         raise ValueError(
             f"lr_scaling must be None, 'linear' or 'sqrt', got {lr_scaling!r} "

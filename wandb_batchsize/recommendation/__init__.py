@@ -95,9 +95,15 @@ def recommend(
         raise ValueError(f"multiple_of must be >= 1, got {multiple_of}")
     if lr_scaling not in _LR_RULES:
         raise ValueError(f"lr_scaling must be one of {_LR_RULES[1:]} or None, got {lr_scaling!r}")
-    kind = optimizer or (sig.critical.info["optimizer_kind"] if sig.critical else None) or "sgd"
+    measured_kind = sig.critical.info["optimizer_kind"] if sig.critical else None
+    kind = optimizer or measured_kind or "sgd"
     if kind not in ("sgd", "adam"):
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    if optimizer is not None and measured_kind is not None and optimizer != measured_kind:
+        raise ValueError(
+            f"optimizer={optimizer!r} but the critical-batch measurement used "
+            f"{measured_kind!r}: its batch size and learning rates hold for that optimizer"
+        )
 
     target = statistical_target(sig)
     placed = place(sig, target, multiple, reference_batch)

@@ -233,8 +233,14 @@ def learning_rate(
         lr = float(measured.lr(batch))
         if sig.critical is not None:
             sig.critical.used_for += ("; " if sig.critical.used_for else "") + "learning rate"
+        notes = ()
+        if reference_lr is not None:
+            notes = (
+                f"reference_lr = {float(reference_lr):g} was not used: the measurement's best "
+                "lrs give the learning rate.",
+            )
         return LrChoice(lr, measured.rule, measured, schedule,
-                        f", learning rate {lr:.3g} from {measured.describe()}", ())  # fmt: skip
+                        f", learning rate {lr:.3g} from {measured.describe()}", notes)  # fmt: skip
     if reference_lr is None or reference_batch is None:
         notes = ()
         if reference_lr is not None or reference_batch is not None:
