@@ -125,3 +125,79 @@ def test_ranks_agree_on_the_minimum_without_hanging(tmp_path):
     assert all(err != "out of memory on another rank" for _, _, err in r0["probes"]), r0
     # rank 1 alone has ~2.7x the budget: the agreed ceiling is rank 0's
     assert r0["first_failing"] is not None and r0["max_fitting"] < 200, r0
+
+
+ERROR_CHILD = textwrap.dedent(
+    """
+    import json, os, sys, time
+    import torch
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    class FailsOnRank1(torch.nn.Module):
+        def __init__(self, rank):
+            super().__init__()
+            self.rank = rank
+            self.net = torch.nn.Linear(16, 10)
+
+        def forward(self, x):
+            if self.rank == 1 and x.shape[0] >= 32:
+                raise ValueError("bad batch on rank 1")
+            return self.net(x)
+
+    def worker(rank, port, out_dir):
+        torch.set_num_threads(1)
+        dist.init_process_group(
+            "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2
+        )
+        from wandb_batchsize import find_batch_size
+        from wandb_batchsize.memory import PeerError
+
+        model = torch.nn.parallel.DistributedDataParallel(FailsOnRank1(rank))
+        sample = (torch.randn(4, 16), torch.randint(0, 10, (4,)))
+        report = {"rank": rank}
+        try:
+            find_batch_size(model, sample, verbose=False, log_to_wandb=False)
+            report["error"] = None
+        except (ValueError, PeerError) as exc:
+            report["error"] = type(exc).__name__
+        report["raised_at"] = time.time()
+        with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as fh:
+            json.dump(report, fh)
+        if rank == 1:  # stay alive (no process-group teardown) until rank 0 has reported
+            deadline = time.time() + 60
+            while not os.path.exists(os.path.join(out_dir, "rank0.json")):
+                if time.time() > deadline:
+                    break
+                time.sleep(0.1)
+
+    if __name__ == "__main__":
+        port, out_dir = int(sys.argv[1]), sys.argv[2]
+        mp.spawn(worker, args=(port, out_dir), nprocs=2, join=True)
+    """
+)
+
+
+@pytest.mark.timeout(240)
+def test_a_non_oom_error_on_one_rank_reaches_the_other_within_seconds(tmp_path):
+    script = tmp_path / "ddp_error_child.py"
+    script.write_text(ERROR_CHILD)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+        "WANDB_MODE": "disabled",
+    }
+    proc = subprocess.run(
+        [sys.executable, str(script), str(_free_port()), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0 = json.loads((tmp_path / "rank0.json").read_text())
+    r1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert r1["error"] == "ValueError"  # the rank's own error, unchanged
+    assert r0["error"] == "PeerError"
+    assert r0["raised_at"] - r1["raised_at"] < 10, (r0, r1)
