@@ -143,6 +143,17 @@ def test_an_unbracketed_knee_is_a_lower_bound_and_a_sweep_b_crit_then_decides():
     )
 
 
+def test_an_unbracketed_b_crit_below_the_grid_is_an_upper_bound():
+    # bracketed=False also covers "every size already past the knee" (B_crit < smallest)
+    rec = recommend(4096, critical=critical(b_crit=30.0, bracketed=False), log=False)
+    assert rec.confidence == "low" and "an upper bound" in rec.reason
+    assert "lower bound" not in rec.reason
+    crossed = recommend(4096, critical=critical(b_crit=30.0, bracketed=False),
+                        sweep=steps_sweep(600.0), log=False)  # fmt: skip
+    assert "B_crit <= 30 is an upper bound" in crossed.reason
+    assert crossed.signals["critical_B_crit"]["used_for"] == "cross-check (upper bound)"
+
+
 def test_a_measurement_that_reached_no_target_is_named_and_ignored():
     rec = recommend(256, critical=failed_measurement(), log=False)
     assert rec.decided_by == "memory" and rec.batch_size == 256

@@ -123,10 +123,17 @@ def _rule_critical_lower_bound(sig: Signals) -> Target | None:
     c = sig.critical
     if c is None or c.value is None:
         return None
-    what = (
-        _critical_phrase(c) + ", a lower bound: the grid did not reach the knee (steps still "
-        "fell in proportion at the largest batch; extend max_batch_size / batch_sizes)"
-    )
+    measured = c.info.get("measured")
+    if measured and c.value < measured[0]:
+        what = (
+            _critical_phrase(c) + f", an upper bound: below the smallest measured batch "
+            f"{fmt(measured[0])}, every size was already past the knee (start the grid lower)"
+        )
+    else:
+        what = (
+            _critical_phrase(c) + ", a lower bound: the grid did not reach the knee (steps still "
+            "fell in proportion at the largest batch; extend max_batch_size / batch_sizes)"
+        )
     return Target(c.value, "critical", "low", what, phi=c.value)
 
 
@@ -221,10 +228,12 @@ def _note_critical(c: Signal, target: Target | None) -> None:
         )
     elif target is not None and target.decided_by == "sweep":
         rel = "above" if c.value > target.value else "at or below"
-        c.used_for = "cross-check (lower bound)"
+        upper = bool(c.info.get("measured")) and c.value < c.info["measured"][0]
+        bound, sign = ("an upper", "<=") if upper else ("a lower", ">=")
+        c.used_for = f"cross-check ({bound.split()[1]} bound)"
         c.note = (
-            f"The measured critical batch size B_crit >= {fmt(c.value)} is a lower bound (knee "
-            f"not bracketed), {rel} the sweep B_crit; the sweep's fit decided."
+            f"The measured critical batch size B_crit {sign} {fmt(c.value)} is {bound} bound "
+            f"(knee not bracketed), {rel} the sweep B_crit; the sweep's fit decided."
         )
 
 

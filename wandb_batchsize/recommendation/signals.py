@@ -167,8 +167,10 @@ def read_critical(critical: Any) -> Signal | None:
         )
     value = _finite(critical.B_crit)
     value = value if value is not None and value > 0 else None
+    measured = sorted(float(b) for b in (getattr(critical, "steps", None) or {}))
     info = {
         "bracketed": bool(critical.bracketed),
+        "measured": measured,
         "level": _finite(getattr(critical, "level", None)),
         "optimizer_kind": getattr(critical, "optimizer_kind", None),
         "warnings": tuple(getattr(critical, "warnings", ()) or ()),
