@@ -23,6 +23,10 @@ _LAZY: dict[str, str] = {
     "calculate_adjusted_epochs": "wandb_batchsize.analysis.schedules",
     "scale_schedule": "wandb_batchsize.analysis.schedules",
     "Schedule": "wandb_batchsize.analysis.schedules",
+    "LrRule": "wandb_batchsize.analysis.lr_rules",
+    "fit_lr_rule": "wandb_batchsize.analysis.lr_rules",
+    "saturating_lr": "wandb_batchsize.analysis.lr_rules",
+    "surge_lr": "wandb_batchsize.analysis.lr_rules",
     # memory ceiling
     "find_batch_size": "wandb_batchsize.memory",
     "MemorySearchResult": "wandb_batchsize.memory",
@@ -56,6 +60,7 @@ __all__ = [
     "BatchSusceptibility",
     "CriticalBatchMonitor",
     "CriticalBatchResult",
+    "LrRule",
     "MemorySearchResult",
     "ProbeResult",
     "Recommendation",
@@ -73,6 +78,7 @@ __all__ = [
     "cli",
     "critical",
     "find_batch_size",
+    "fit_lr_rule",
     "integrations",
     "keras",
     "measure_critical_batch",
@@ -80,7 +86,9 @@ __all__ = [
     "plot",
     "probe_batch_sizes",
     "recommend",
+    "saturating_lr",
     "scale_schedule",
+    "surge_lr",
     "tracking",
 ]
 
