@@ -82,3 +82,37 @@ def test_monitor_series_against_its_step_metric(offline_run):
 def test_no_run_logs_nothing_and_never_fails():
     result = measure(regression_model(), max_batch_size=16, repeats=1, log_to_wandb=True)
     assert keys.log_critical_batch(result) is False
+
+
+def test_custom_preset_spec_is_valid_vega_lite_and_used_with_preset(offline_run):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from wandb_batchsize.critical.vega import CRITICAL_BATCH_SPEC
+
+    spec = importlib.util.find_spec("altair")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("altair (dev extra) is not installed: no Vega-Lite v5 schema")
+    import jsonschema
+
+    schema_path = (
+        Path(spec.submodule_search_locations[0]) / "vegalite/v5/schema/vega-lite-schema.json"
+    )
+    validator = jsonschema.Draft7Validator(json.loads(schema_path.read_text()))
+    assert list(validator.iter_errors(CRITICAL_BATCH_SPEC)) == []
+    scales = [
+        v["scale"]["type"]
+        for v in json.loads(json.dumps(CRITICAL_BATCH_SPEC))["layer"][0]["encoding"].values()
+    ]
+    assert scales == ["log", "log"]
+    result = measure(regression_model(), max_batch_size=16, repeats=1, log_to_wandb=False)
+    assert keys.log_critical_batch(result, preset="me/critical-batch")
+    offline_run.finish()
+    vis = read_run(run_dir_of(offline_run)).visualizations()[keys.CHART]
+    assert vis["panel_config"]["panelDefId"] == "me/critical-batch"
+    assert vis["panel_config"]["fieldSettings"] == {
+        "x": "batch_size",
+        "y": "steps",
+        "series": "series",
+    }
