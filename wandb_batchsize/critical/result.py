@@ -31,16 +31,15 @@ def saturating_lr(
     - ``"adam"`` (Li et al. 2024, "Surge phenomenon"):
       ``lr(B) = 2 lr_max / (sqrt(B_noise / B) + sqrt(B / B_noise))``; grows as
       ``sqrt(B)``, peaks at ``lr_max`` for ``B = B_noise``, then falls.
+
+    The formulas live in :mod:`wandb_batchsize.analysis.lr_rules`; this picks one by kind.
     """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if not (lr_max > 0 and B_noise > 0):
-        raise ValueError(f"lr_max and B_noise must be positive, got {lr_max}, {B_noise}")
+    from wandb_batchsize.analysis import lr_rules
+
     if optimizer_kind == "adam":
-        ratio = math.sqrt(B_noise / batch_size)
-        return 2.0 * lr_max / (ratio + 1.0 / ratio)
+        return float(lr_rules.surge_lr(batch_size, lr_max, B_noise))
     if optimizer_kind == "sgd":
-        return lr_max / (1.0 + B_noise / batch_size)
+        return float(lr_rules.saturating_lr(batch_size, lr_max, B_noise))
     raise ValueError(f"optimizer_kind must be 'sgd' or 'adam', got {optimizer_kind!r}")
 
 
