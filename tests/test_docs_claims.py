@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import wandb_batchsize as wbs
-from wandb_batchsize.integrations._core import DEFAULT_MAX_OVERHEAD
+from wandb_batchsize.monitor import DEFAULT_MAX_OVERHEAD
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")

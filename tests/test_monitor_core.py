@@ -11,8 +11,7 @@ import pytest
 from conftest import fast_settings, run_dir_of
 
 from wandb_batchsize.analysis import analyze
-from wandb_batchsize.integrations import _core
-from wandb_batchsize.integrations._core import MonitorCore
+from wandb_batchsize.monitor import MonitorCore, defaults, pending
 from wandb_batchsize.tracking.offline import read_run
 
 
@@ -22,7 +21,7 @@ def _noise(n: int, seed: int = 0) -> np.ndarray:
 
 def test_importing_the_core_imports_no_framework_and_no_wandb():
     code = (
-        "import sys, wandb_batchsize, wandb_batchsize.integrations._core as c; "
+        "import sys, wandb_batchsize, wandb_batchsize.monitor as m, wandb_batchsize.integrations._core as c; "
         "wandb_batchsize.SusceptibilityMonitor(window=100).result; "
         "heavy = {'torch', 'tensorflow', 'keras', 'wandb', 'lightning', 'transformers'}; "
         "print(sorted(heavy & set(sys.modules)))"
@@ -63,8 +62,8 @@ def test_streaming_equals_the_batch_analysis_of_every_step():
 def test_auto_detrend_is_linear_in_a_window_and_a_moving_average_when_streaming():
     assert MonitorCore(window=100, log_to_wandb=False).detrend == "linear"
     streaming = MonitorCore(log_to_wandb=False)
-    assert streaming.detrend == _core.AUTO_MOVING_AVERAGE
-    assert streaming._min_values == 20 + _core.AUTO_MOVING_AVERAGE - 1
+    assert streaming.detrend == "auto" and streaming._min_values == 20
+    assert streaming.detrend_in_use() == "linear"  # nothing seen yet: a short run
 
 
 def test_checks_before_enough_steps_are_skipped_quietly_and_nonfinite_losses_dropped():
@@ -101,8 +100,8 @@ def test_micro_batches_are_combined_into_one_step():
 def test_tensor_losses_wait_on_their_device_and_move_in_one_transfer(monkeypatch):
     torch = pytest.importorskip("torch")
     transfers = []
-    real = _core._tensors_to_host
-    monkeypatch.setattr(_core, "_tensors_to_host", lambda t: transfers.append(len(t)) or real(t))
+    real = pending.values_to_host
+    monkeypatch.setattr(pending, "values_to_host", lambda t: transfers.append(len(t)) or real(t))
     core = MonitorCore(100, window=400, detrend="none", log_to_wandb=False, max_overhead=None)
     losses = torch.rand(300)
     for i, loss in enumerate(losses):
@@ -112,9 +111,9 @@ def test_tensor_losses_wait_on_their_device_and_move_in_one_transfer(monkeypatch
     # checks rarer than FLUSH_EVERY: still bounded memory, one transfer per FLUSH_EVERY steps
     transfers.clear()
     rare = MonitorCore(10**9, window=100, detrend="none", log_to_wandb=False)
-    for _ in range(_core.FLUSH_EVERY + 10):
+    for _ in range(defaults.FLUSH_EVERY + 10):
         rare.record(torch.tensor(1.0))
-    assert transfers == [_core.FLUSH_EVERY] and rare._pending.n == 10
+    assert transfers == [defaults.FLUSH_EVERY] and rare._pending.n == 10
 
 
 def test_expensive_checks_are_spaced_out_to_respect_max_overhead():

@@ -104,3 +104,26 @@ def test_the_same_callback_works_with_pytorch_lightning():
     _trainer(pl, callback, max_steps=60).fit(module, _loader())
     np.testing.assert_allclose(callback.values(), module.computed, rtol=1e-6)
     assert callback.result().n == 60
+
+
+def test_a_short_last_accumulation_window_is_recorded_at_its_full_loss():
+    """Issue 14, item 4: 5 batches an epoch with accumulate_grad_batches=2 make steps of
+    2, 2 and 1 batches; Lightning divides the last one by 2 as well, the callback must not."""
+    callback = SusceptibilityCallback(check_every=1000, window=100, log_to_wandb=False)
+    torch.manual_seed(2)
+    module = _regression(L.LightningModule)
+    trainer = L.Trainer(
+        max_epochs=4,
+        callbacks=[callback],
+        logger=False,
+        accumulate_grad_batches=2,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, _loader(n=40, batch_size=8))
+    computed = np.asarray(module.computed).reshape(4, 5)
+    per_step = np.concatenate([[e[:2].mean(), e[2:4].mean(), e[4]] for e in computed])
+    assert callback.n_steps == 12 == trainer.global_step
+    np.testing.assert_allclose(callback.values(), per_step, rtol=1e-6)

@@ -29,12 +29,13 @@ run summary in ``on_train_end``.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
 import numpy as np
 
-from wandb_batchsize.integrations._core import DEFAULT_DETREND, FLUSH_EVERY, MonitorAPI
+from wandb_batchsize.monitor.api import MonitorAPI
+from wandb_batchsize.monitor.defaults import FLUSH_EVERY
 
 __all__ = ["SusceptibilityCallback"]
 
@@ -108,21 +109,12 @@ class SusceptibilityCallback(MonitorAPI, keras.callbacks.Callback):
     ``history`` as there.
     """
 
-    def __init__(
-        self,
-        check_every: int = 500,
-        window: int | None = None,
-        detrend: Any = DEFAULT_DETREND,
-        log_to_wandb: bool = True,
-        *,
-        capture: str = "auto",
-        **options: Any,
-    ) -> None:
-        keras.callbacks.Callback.__init__(self)
+    ADAPTER_OPTIONS: ClassVar[dict[str, Any]] = {"capture": "auto"}
+
+    def _setup(self) -> None:
+        capture = self.capture
         if capture not in _CAPTURES:
             raise ValueError(f"capture must be one of {_CAPTURES}, got {capture!r}")
-        self._init_core(check_every, window, detrend, log_to_wandb, options)
-        self.capture = capture
         self._recorder: _TrackerRecorder | None = None
         self._host_steps = 0  # steps started since the last read, as estimated on the host
         self._batches = 0

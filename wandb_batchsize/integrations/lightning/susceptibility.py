@@ -6,8 +6,10 @@
 The raw loss of each optimizer step is the ``"loss"`` that ``training_step``
 returned, which Lightning hands to ``on_train_batch_end`` as ``outputs["loss"]``
 (detached, on the device, already divided by ``accumulate_grad_batches``): the
-micro-batch values are summed until ``trainer.global_step`` moves, which gives
-the mean loss of the accumulated batch the optimizer stepped on. No ``.item()``:
+micro-batch values are summed until ``trainer.global_step`` moves and multiplied
+by ``accumulate_grad_batches / n`` for a step of n micro-batches, which gives
+the mean loss of the accumulated batch the optimizer stepped on, the short last
+window of an epoch included (Lightning divides it by the full count as well). No ``.item()``:
 losses stay on the device until a check moves them in one transfer.
 
 W&B: the run of the trainer's ``WandbLogger`` if it has one, else ``wandb.run``;
@@ -24,8 +26,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from wandb_batchsize.integrations._core import DEFAULT_DETREND, MonitorAPI
 from wandb_batchsize.integrations.lightning._base import callback_bases, wandb_logger_run
+from wandb_batchsize.monitor.api import MonitorAPI
 
 __all__ = ["SusceptibilityCallback"]
 
@@ -39,33 +41,22 @@ class SusceptibilityCallback(MonitorAPI, *callback_bases()):
     parameters. ``result()`` and ``history`` as there.
     """
 
-    def __init__(
-        self,
-        check_every: int = 500,
-        window: int | None = None,
-        detrend: Any = DEFAULT_DETREND,
-        log_to_wandb: bool = True,
-        **options: Any,
-    ) -> None:
-        super().__init__()
-        self._user_run = options.pop("run", None)
+    def _setup(self) -> None:
         self._trainer: Any = None
         self._last_global_step: int | None = None
-        self._init_core(check_every, window, detrend, log_to_wandb, {**options, "run": self._run})
+        self._accumulation = 1  # the micro-batch losses arrive divided by this
 
-    def _run(self) -> Any:
-        if self._user_run is not None:
-            return self._user_run
-        trainer = self._trainer
-        if trainer is None:
-            return None
-        if not getattr(trainer, "is_global_zero", True):
-            return False  # other ranks compute, rank zero logs
-        return wandb_logger_run(trainer)
+    def _framework_run(self) -> Any:
+        return None if self._trainer is None else wandb_logger_run(self._trainer)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._trainer = trainer
+        self._is_main = bool(getattr(trainer, "is_global_zero", True))
         self._last_global_step = int(trainer.global_step)
+        automatic = bool(getattr(pl_module, "automatic_optimization", True))
+        self._accumulation = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
+        if not automatic:
+            self._accumulation = 1  # manual optimization: the loss as returned
         self._core.start()
 
     def on_train_batch_end(
@@ -78,7 +69,10 @@ class SusceptibilityCallback(MonitorAPI, *callback_bases()):
         step = int(trainer.global_step)
         if step != self._last_global_step:  # the optimizer stepped in this batch
             self._last_global_step = step
-            self._core.end_step(step, reduce="sum")
+            # each micro loss is the batch loss / accumulate_grad_batches, the short
+            # last window of an epoch too: the step's mean is sum * accumulation / n
+            scale = self._accumulation / max(self._core.n_micro, 1)
+            self._core.end_step(step, reduce="sum", scale=scale)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self._core.finish(int(trainer.global_step))

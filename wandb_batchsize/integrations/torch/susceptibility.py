@@ -12,7 +12,7 @@ accumulation: the mean of the micro-batch losses of that step). A tensor stays
 on its device (``detach()`` only) until the next check, where all pending
 losses are stacked and copied to the host in one transfer: the monitor adds no
 host-device synchronisation to the steps in between. Checks, W&B logging and
-memory are those of :class:`~wandb_batchsize.integrations._core.MonitorCore`.
+memory are those of :class:`~wandb_batchsize.monitor.core.MonitorCore`.
 
 torch itself is not imported here: a tensor loss implies it already is.
 """
@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from wandb_batchsize.integrations._core import DEFAULT_DETREND, MonitorAPI
+from wandb_batchsize.monitor.api import MonitorAPI
 
 __all__ = ["SusceptibilityMonitor"]
 
@@ -32,24 +32,16 @@ class SusceptibilityMonitor(MonitorAPI):
 
     ``check_every`` steps between checks; ``window`` None (all steps, streaming,
     memory independent of the number of steps) or N (the last N steps);
-    ``detrend`` the analysis' detrending; ``log_to_wandb`` log to the active run
+    ``detrend`` the analysis' detrending (``"auto"``: adapted to the length of
+    the run, reported in ``result().diagnostics["detrend_choice"]``); ``log_to_wandb`` log to the active run
     (results are computed without one too). Options: ``prefix``,
     ``chart_preset``, ``log_charts``, ``max_history``, ``run`` and any analysis
     parameter (``K_min``, ``n_points``, ``n_permutations``, ``seed`` ...).
 
     Use it as a context manager, or call :meth:`finish` when training ends, to
-    write the final result to the W&B run summary.
+    write the final result to the W&B run summary (``susceptibility/final/*``);
+    without it the run has the checks' rows but no final summary.
     """
-
-    def __init__(
-        self,
-        check_every: int = 500,
-        window: int | None = None,
-        detrend: Any = DEFAULT_DETREND,
-        log_to_wandb: bool = True,
-        **options: Any,
-    ) -> None:
-        self._init_core(check_every, window, detrend, log_to_wandb, options)
 
     def on_step(self, loss: Any, step: int | None = None) -> Any:
         """Record the loss of one optimizer step: a float or a tensor (a dict with
@@ -61,7 +53,8 @@ class SusceptibilityMonitor(MonitorAPI):
 
     def finish(self, step: int | None = None) -> Any:
         """A last check, and the final result to the run summary; returns that result
-        (None with fewer than 20 finite losses)."""
+        (None with fewer than 20 finite losses). Idempotent: calling it again (or
+        leaving a ``with`` block after calling it) writes nothing twice."""
         return self._core.finish(step)
 
     def __enter__(self) -> SusceptibilityMonitor:

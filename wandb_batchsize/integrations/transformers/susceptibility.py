@@ -27,7 +27,7 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback
 
-from wandb_batchsize.integrations._core import DEFAULT_DETREND, MonitorAPI
+from wandb_batchsize.monitor.api import MonitorAPI
 
 __all__ = ["SusceptibilityCallback"]
 
@@ -56,23 +56,8 @@ class SusceptibilityCallback(MonitorAPI, TrainerCallback):
     parameters. ``result()`` and ``history`` as there.
     """
 
-    def __init__(
-        self,
-        check_every: int = 500,
-        window: int | None = None,
-        detrend: Any = DEFAULT_DETREND,
-        log_to_wandb: bool = True,
-        **options: Any,
-    ) -> None:
-        self._user_run = options.pop("run", None)
-        self._is_main = True
+    def _setup(self) -> None:
         self._trainer: Trainer | None = None
-        self._init_core(check_every, window, detrend, log_to_wandb, {**options, "run": self._run})
-
-    def _run(self) -> Any:
-        if not self._is_main:
-            return False
-        return self._user_run
 
     # -- capture of the per-step loss --------------------------------------------
 
