@@ -7,8 +7,14 @@
   wins: it stays in the config, ``batch_size_source`` becomes ``"sweep"``, and
   a warning says which size the finder would have chosen.
 - Summary: ``batch_finder/model_params``, ``batch_finder/model_memory_mb``,
-  ``batch_finder/optimal_batch_size``, ``batch_finder/max_fitting`` and the
-  table ``batch_finder/probes`` (one row per probe).
+  ``batch_finder/optimal_batch_size`` (the confirmed size),
+  ``batch_finder/max_fitting``, ``batch_finder/cap_reached`` (``max_batch_size``
+  fitted: the true ceiling is higher), ``batch_finder/confirmed``,
+  ``batch_finder/confirm_steps``, ``batch_finder/step_downs`` and
+  ``batch_finder/step_down_sizes`` (the sizes that failed their confirmation),
+  with ``find_eval_batch_size`` ``batch_finder/eval_batch_size`` and
+  ``batch_finder/eval_max_fitting``, and the table ``batch_finder/probes``
+  (one row per probe, the evaluation search's rows with an ``eval`` phase).
 
 With no active run the result waits for the next run the process starts
 (:mod:`wandb_batchsize.tracking.pending`). With no run ever started, nothing
