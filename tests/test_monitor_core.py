@@ -203,3 +203,35 @@ def test_the_shipped_vega_spec_is_valid_vega_lite_once_wandb_fills_it_in():
     spec["data"] = {"values": [{"K": 2, "V": 1.0, "chi": 1.0, "K_c": 2, "is_K_c": True}]}
     alt.VConcatChart.from_dict(spec)  # raises on a schema violation
     assert spec["vconcat"][1]["layer"][0]["encoding"]["y"]["scale"]["type"] == "log"
+
+
+@pytest.mark.parametrize(
+    ("n", "detrend"), [(20, "linear"), (99, "linear"), (400, 80), (3000, 600), (6000, 1000)]
+)
+def test_auto_detrend_gives_a_result_on_any_run_long_enough_for_the_analysis(n, detrend):
+    """Issue 14, item 1: the default used to need 1019 steps; now 20 are enough."""
+    x = _noise(n, seed=5) + np.linspace(2.0, 0.0, n)  # a falling loss with noise
+    core = MonitorCore(10**6, log_to_wandb=False)
+    core.record_many(x)
+    final = core.finish()
+    assert final is not None and final.diagnostics["detrend"] == detrend
+    assert core.detrend_in_use() == detrend
+    if n <= 5000:  # the batch analysis of every step, with the detrend chosen for n
+        expected = analyze(x, detrend=detrend)
+        assert final.K_c == expected.K_c and final.n == expected.n
+        assert core._short is not None
+    else:  # past 5000 steps: streamed, the first steps' buffer is gone
+        assert core._short is None and final.diagnostics["source"] != "batch"
+        assert "streamed" in final.diagnostics["detrend_choice"]
+    with pytest.raises(ValueError, match="at least 20"):
+        MonitorCore(log_to_wandb=False).result()
+
+
+def test_finish_is_idempotent_and_new_steps_make_a_new_final_result(offline_run):
+    core = MonitorCore(50, window=100, detrend="none", max_overhead=None, run=offline_run)
+    core.record_many(_noise(100))
+    first = core.finish()
+    assert core.finish() is first and core.n_checks == 1  # no second check, nothing rewritten
+    core.record_many(_noise(50, seed=6))
+    second = core.finish()
+    assert second is not first and second.n == 100

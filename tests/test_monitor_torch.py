@@ -117,3 +117,16 @@ def test_no_host_device_synchronisation_between_checks():
     # one transfer when the values are needed
     np.testing.assert_allclose(monitor.values(), (losses * 2).double().cpu().numpy(), rtol=1e-6)
     assert monitor.result().n == 200
+
+
+def test_the_sweep_program_gets_a_result_on_a_64_step_run(wandb_env):
+    """Issue 14, item 1: sweeps/train.py with --batch_size=64 trains 64 steps; with its
+    old detrend=50 the monitor needed 69 and wrote no result."""
+    from wandb_batchsize.demo import sweep_train
+
+    assert sweep_train.main(["--batch_size=64", "--project=monitor-sweep"]) == 0
+    (run_dir,) = (wandb_env / "wandb").glob("offline-run-*")
+    logged = read_run(run_dir)
+    assert logged.summary["susceptibility/final/steps"] == 64
+    assert logged.summary["susceptibility/final/detrend"] == "linear"  # < 100 steps
+    assert np.isfinite(logged.summary["susceptibility/final/K_c"])

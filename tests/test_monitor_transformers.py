@@ -116,3 +116,41 @@ def test_without_a_trainer_on_the_stack_it_asks_for_attach():
     state = transformers.TrainerState()
     with pytest.warns(RuntimeWarning, match="attach"):
         callback.on_train_begin(None, state, None)
+
+
+def test_the_defaults_give_checks_and_a_final_result_on_a_400_step_fine_tune(wandb_env, tmp_path):
+    """Issue 14, item 1: with the default detrend a 400-step run used to log nothing
+    (a 1000-step moving average needs 1019 steps); "auto" now fits the run's length."""
+    callback = SusceptibilityCallback(check_every=100)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=400,
+        per_device_train_batch_size=4,
+        logging_steps=100,
+        learning_rate=1e-3,
+        report_to="wandb",
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = transformers.Trainer(
+        model=_tiny_model(), args=args, train_dataset=_Tokens(), callbacks=[callback]
+    )
+    trainer.train()
+    import wandb
+
+    run = wandb.run
+    run.finish()
+
+    steps = callback.history_steps  # the overhead budget may defer a check
+    assert len(steps) >= 2 and steps[-1] == 400 and all(s % 100 == 0 for s in steps)
+    final = callback.result()
+    assert final.n > 300 and final.diagnostics["detrend"] == 80  # n // 5
+    assert "moving average of 80 steps" in final.diagnostics["detrend_choice"]
+    logged = read_run(run_dir_of(run))
+    assert logged.history_of("susceptibility/step") == steps
+    assert logged.history_of("susceptibility/detrend_window") == [s // 5 for s in steps]
+    assert logged.summary["susceptibility/final/K_c"] == final.K_c
+    assert logged.summary["susceptibility/final/detrend"] == "80"
+    assert "n // 5" in logged.summary["susceptibility/final/detrend_choice"]

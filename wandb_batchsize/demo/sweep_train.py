@@ -39,7 +39,7 @@ DEFAULTS = {
     "log_every": 10,
     "monitor": True,
     "check_every": 100,
-    "monitor_detrend": 50,
+    "monitor_detrend": "auto",
 }
 DEFAULT_LR = 0.1
 
@@ -50,6 +50,19 @@ def _bool(text: str) -> bool:
     if text.lower() in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _detrend(text: str) -> str | int:
+    """``--monitor_detrend``: ``auto`` (adapts to the run's length), ``none``,
+    ``linear``, ``diff`` or a moving-average window in steps."""
+    text = str(text).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    if text in ("auto", "none", "linear", "diff"):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected auto, none, linear, diff or a window in steps, got {text!r}"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> dict:
@@ -74,8 +87,8 @@ def parse_args(argv: list[str] | None = None) -> dict:
     p.add_argument("--check_every", type=int)
     p.add_argument(
         "--monitor_detrend",
-        type=int,
-        help="moving-average window the monitor removes (default 50: short runs)",
+        type=_detrend,
+        help="the monitor's detrend (default auto: fits the run's length; or a window)",
     )
     p.add_argument("--project", default=None)
     args, unknown = p.parse_known_args(argv)
@@ -125,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     monitor = (
         SusceptibilityMonitor(
             check_every=int(cfg["check_every"]),
-            detrend=int(cfg["monitor_detrend"]),
+            detrend=_detrend(cfg["monitor_detrend"]),
             log_to_wandb=True,
         )
         if cfg.get("monitor", True)
