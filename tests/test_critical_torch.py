@@ -109,9 +109,9 @@ def test_closed_form_linear_regression_sgd_within_2x(seed):
     assert 0.5 <= result.B_crit / exact_b_crit(result) <= 2.0, result.summary()
     assert result.bracketed, result.summary()
     # B_noise = d + 1 is the per-step constant; the steps-to-target curve of a
-    # constant lr bends later (S* = ln R / ln(1 + B / B_noise) is 2x perfect
-    # scaling at B = 2.5 B_noise), so the measured B_crit sits 1.5-2.3x above it
-    assert B_NOISE / 2 <= result.B_crit <= 2.5 * B_NOISE, result.summary()
+    # constant lr bends later: the fit of the exact curve S* = ln R / ln(1 + B/B_noise)
+    # on this grid is about 3 B_noise (what an exact sweep would report)
+    assert B_NOISE <= result.B_crit <= 4 * B_NOISE, result.summary()
     low, high = result.interval
     assert low <= result.B_crit <= high
     # the best lrs follow 1 / (1 + B_noise / B) within the lr grid's factor 2

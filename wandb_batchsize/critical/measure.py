@@ -33,10 +33,16 @@ from wandb_batchsize.critical.rules import grid_warnings, optimizer_kind_of
 
 #: lr multiples tried around the prediction, in this order
 LR_FACTORS = (1.0, 2.0, 0.5)
+#: then the best is refined with these multiples (the x2 grid can miss a sharp optimum)
+REFINE = (2**0.5, 2**-0.5)
 #: how many further x2 (or x0.5) steps are tried while the best lr is at an edge
 LR_EXTENSIONS = 2
 #: a size "needs no fewer steps" than the previous when it saves less than this
 NO_GAIN = 0.98
+#: the grid stops once this many sizes beyond the first flat one also show no gain
+PATIENCE = 1
+#: an lr's run stops (counted as not reaching) past this multiple of the best score so far
+CAP_FACTOR = 1.5
 EVAL_SEED_OFFSET = 7919
 #: default target: this fraction of the way back from the reference run's final
 #: loss (mean of its last checks) to the starting loss, so the target lies on
@@ -111,8 +117,8 @@ def measure_critical_batch(
             reaches at ``lr`` after ``reference_steps`` (default ``max_steps // 2``).
         max_steps: cap of steps per branch; max_samples: cap of examples for
             the whole measurement (the grid stops when it is spent).
-        repeats: seeds per size (the first searches the lr, the others rerun
-            the best); the bootstrap interval resamples them.
+        repeats: seeds per size: every lr tried runs on each, scored by the
+            median steps; the bootstrap interval resamples the best lr's repeats.
         log_to_wandb: log ``critical_batch/*`` to the active run (never raises).
         backend_options: passed to :func:`~wandb_batchsize.backends.backend_for`
             (``step_fn``, ``precision``, ``device``, ``input_shape``).
@@ -251,33 +257,58 @@ class _Runner:
         self.reference_samples = row.samples
         return self.target_loss, "reference"
 
-    def search(self, batch_size: int, centre: float) -> CriticalBatchRow | None:
-        """Repeat 0 at ``centre`` x LR_FACTORS, extended while the best is at an edge."""
-        known = {r.lr: r for r in self.rows if r.batch_size == batch_size and r.repeat == 0}
-        best: CriticalBatchRow | None = None
+    def search(self, batch_size: int, centre: float) -> tuple[float, list[float]] | None:
+        """The best lr at ``batch_size`` and its steps per repeat, or None if none reached.
 
-        def consider(lr: float) -> CriticalBatchRow:
+        Each lr (``centre`` x LR_FACTORS, then further x2 / x0.5 while the best is
+        at an edge, then x sqrt 2 and x 1/sqrt 2 around the best) runs on every
+        repeat's seed; its score is the median steps
+        (a run that diverges, or passes CAP_FACTOR x the best score without
+        reaching the target, counts as infinite).
+        """
+        known = {(r.lr, r.repeat): r for r in self.rows if r.batch_size == batch_size}
+        runs: dict[float, list[float]] = {}
+        scores: dict[float, float] = {}
+        best: float | None = None
+        fails_allowed = (self.s.repeats + 1) // 2  # this many failures make the median inf
+
+        def consider(lr: float) -> None:
             nonlocal best
-            row = known.get(lr)
-            if row is None:
-                cap = self.s.max_steps if best is None else min(self.s.max_steps, best.steps)
-                row = self.branch(batch_size, lr, cap, 0, self.target_loss)
-                known[lr] = row
-            if row.reached and (best is None or row.steps < best.steps):
-                best = row
-            return row
-
-        tried = [consider(centre * f) for f in LR_FACTORS]
-        for direction in (2.0, 0.5):
-            edge = (
-                max(tried, key=lambda r: r.lr) if direction > 1 else min(tried, key=lambda r: r.lr)
-            )
-            for _ in range(LR_EXTENSIONS):
-                if best is None or best.lr != edge.lr or edge.diverged or self._spent():
+            lr = _canonical(lr, scores)
+            if lr in scores:
+                return
+            cap = self.s.max_steps
+            if best is not None:
+                cap = min(cap, max(1, math.ceil(CAP_FACTOR * scores[best])))
+            steps: list[float] = []
+            for repeat in range(self.s.repeats):
+                row = known.get((lr, repeat)) or self.branch(
+                    batch_size, lr, cap, repeat, self.target_loss
+                )
+                steps.append(float(row.steps) if row.reached else math.inf)
+                if steps.count(math.inf) >= fails_allowed or row.diverged:
+                    steps += [math.inf] * (self.s.repeats - len(steps))
                     break
-                edge = consider(edge.lr * direction)
-                tried.append(edge)
-        return best
+            runs[lr] = steps
+            scores[lr] = statistics.median(steps)
+            if math.isfinite(scores[lr]) and (best is None or scores[lr] < scores[best]):
+                best = lr
+
+        for factor in LR_FACTORS:
+            consider(centre * factor)
+        for direction in (2.0, 0.5):
+            for _ in range(LR_EXTENSIONS):
+                edge = max(scores) if direction > 1 else min(scores)
+                if best != edge or self._spent():
+                    break
+                consider(edge * direction)
+        if best is None:
+            return None
+        for factor in REFINE:  # halfway (in log lr) to the neighbours of the best
+            if self._spent():
+                break
+            consider(best * factor)
+        return best, [v for v in runs[best] if math.isfinite(v)]
 
     def _spent(self) -> bool:
         return self.s.max_samples is not None and self.samples >= self.s.max_samples
@@ -297,38 +328,57 @@ class _Runner:
             centre = (
                 s.lr if i == 0 else fit.predict_lr(batch_size, best_lr, s.optimizer_kind, b_noise)
             )
-            best = self.search(batch_size, centre)
+            found = self.search(batch_size, centre)
             rows = [r for r in self.rows if r.batch_size == batch_size]
-            if best is None:
+            if found is None:
                 progress.size(batch_size, rows, None)
-                note = f"no learning rate reached the target at batch size {batch_size} in {s.max_steps} steps"
+                note = (
+                    f"no learning rate reached the target at batch size {batch_size} "
+                    f"in {s.max_steps} steps"
+                )
                 break
-            steps = [float(best.steps)]
-            for repeat in range(1, s.repeats):
-                again = self.branch(batch_size, best.lr, s.max_steps, repeat, self.target_loss)
-                steps.append(float(again.steps) if again.reached else math.nan)
-            per_size[batch_size] = [v for v in steps if math.isfinite(v)] or [float(best.steps)]
-            best_lr[batch_size] = best.lr
+            best_lr[batch_size], per_size[batch_size] = found
             median = statistics.median(per_size[batch_size])
-            progress.size(
-                batch_size, [r for r in self.rows if r.batch_size == batch_size], (best.lr, median)
-            )
+            progress.size(batch_size, rows, (best_lr[batch_size], median))
             if len(per_size) >= 2:
                 try:
                     b_noise = fit.fit_steps(*_medians(per_size)).B_noise
                 except ValueError:
                     b_noise = None
-            if s.early_stop and i:
-                previous = statistics.median(per_size[s.sizes[i - 1]])
-                if median >= NO_GAIN * previous and i + 1 < len(s.sizes):
-                    note = (
-                        f"batch size {batch_size} needs no fewer steps than {s.sizes[i - 1]} "
-                        f"({median:.0f} vs {previous:.0f}): the grid stops here"
-                    )
+            if s.early_stop and i + 1 < len(s.sizes):
+                note = _saturated(per_size, s.sizes[: i + 1])
+                if note:
                     break
         if note:
             progress.note(note)
         return per_size, best_lr, note
+
+
+def _canonical(lr: float, seen: Mapping[float, Any]) -> float:
+    """``lr``, or the one already in ``seen`` it equals up to rounding (0.05 / sqrt 2 / sqrt 2)."""
+    for known in seen:
+        if abs(math.log(lr / known)) < 1e-6:
+            return known
+    return lr
+
+
+def _saturated(per_size: Mapping[int, Sequence[float]], sizes: Sequence[int]) -> str:
+    """Why the grid stops, or "": the last PATIENCE + 1 sizes needed no fewer steps than
+    the size before them (a single noisy size does not stop it)."""
+    if len(sizes) < PATIENCE + 2:
+        return ""
+    before = sizes[-PATIENCE - 2]
+    reference = statistics.median(per_size[before])
+    last = [statistics.median(per_size[b]) for b in sizes[-PATIENCE - 1 :]]
+    if all(v >= NO_GAIN * reference for v in last):
+        shown = ", ".join(
+            f"{b}: {v:.0f}" for b, v in zip(sizes[-PATIENCE - 1 :], last, strict=True)
+        )
+        return (
+            f"batch sizes past {before} need no fewer steps than it ({reference:.0f}; {shown}): "
+            "the grid stops here"
+        )
+    return ""
 
 
 def _tail_mean(trace: Sequence[tuple[int, float]], share: float = 0.1) -> float:
