@@ -3,7 +3,10 @@
 Rank 0 gets the smaller address-space cap, so at some probed sizes only rank 0
 runs out of memory while rank 1 fits: the ranks must still take the same next
 step (no deadlock; the whole run is under a timeout), end on the same result,
-and that result must be the smaller rank's ceiling.
+and that result must be the smaller rank's ceiling. The caps (64 and 160 MiB)
+leave room for the confirmation steps after the search: at 48 MiB, rank 0
+sometimes could not create a oneDNN primitive even at batch 2 after it
+(a real condition the confirmation now reports as NoBatchSizeFitsError).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ CHILD = textwrap.dedent(
     import torch.distributed as dist
     import torch.multiprocessing as mp
 
-    CAPS_MB = {0: 48, 1: 128}
+    CAPS_MB = {0: 64, 1: 160}
 
     def vm_size():
         for line in open("/proc/self/status"):
@@ -123,7 +126,7 @@ def test_ranks_agree_on_the_minimum_without_hanging(tmp_path):
     # only rank 0 (the smaller cap) ran out of memory at some probed size
     assert any(err == "out of memory on another rank" for _, _, err in r1["probes"]), r1
     assert all(err != "out of memory on another rank" for _, _, err in r0["probes"]), r0
-    # rank 1 alone has ~2.7x the budget: the agreed ceiling is rank 0's
+    # rank 1 alone has ~2.5x the budget: the agreed ceiling is rank 0's
     assert r0["first_failing"] is not None and r0["max_fitting"] < 200, r0
 
 
