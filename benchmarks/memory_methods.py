@@ -157,12 +157,18 @@ def run_lightning(task) -> dict:
         default_root_dir=str(root),
     )
     t0 = time.perf_counter()
-    tuned = Tuner(trainer).scale_batch_size(
-        module, mode="binsearch", init_val=MIN_BS, max_trials=25, max_val=MAX_BS
-    )
+    crashed = None
+    try:
+        tuned = Tuner(trainer).scale_batch_size(
+            module, mode="binsearch", init_val=MIN_BS, max_trials=25, max_val=MAX_BS
+        )
+    except Exception as exc:  # an error Lightning does not take for an OOM ends its search
+        tuned, crashed = None, f"{type(exc).__name__}: {str(exc)[:160]}"
+        task.release()
     seconds = time.perf_counter() - t0
     fitted = [b for b, ok in trace if ok]
     return {
+        **({"crashed": crashed} if crashed else {}),
         "found": max(fitted) if fitted else 0,
         "batch_size": tuned,
         "probes": len(trace),
