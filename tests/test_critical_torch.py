@@ -225,3 +225,23 @@ def test_a_dataset_works_too():
         verbose=False,
     )
     assert result.batch_sizes[0] == 2 and math.isfinite(result.B_crit)
+
+
+def test_adam_uses_the_surge_rule():
+    result = measure(
+        regression_model(),
+        optimizer="adam",
+        lr=0.03,
+        max_batch_size=16,
+        max_steps=400,
+        target=0.5 * float(W_STAR @ W_STAR) / 10,
+        repeats=1,
+    )
+    assert result.optimizer_kind == "adam"
+    peak = result.lr_for(result.lr_B_noise)
+    assert peak == pytest.approx(result.lr_max)
+    assert (
+        result.lr_for(result.lr_B_noise * 8) < peak and result.lr_for(result.lr_B_noise / 8) < peak
+    )
+    # Adam's steps saturate far below B_noise = d + 1 here (sign-like steps, lr-limited)
+    assert result.B_crit < B_NOISE, result.summary()

@@ -37,8 +37,8 @@ LR_FACTORS = (1.0, 2.0, 0.5)
 REFINE = (2**0.5, 2**-0.5)
 #: how many further x2 (or x0.5) steps are tried while the best lr is at an edge
 LR_EXTENSIONS = 2
-#: a size "needs no fewer steps" than the previous when it saves less than this
-NO_GAIN = 0.98
+#: a size "needs no fewer steps" than a smaller one when it saves less than 10 % of them
+NO_GAIN = 0.9
 #: the grid stops once this many sizes beyond the first flat one also show no gain
 PATIENCE = 1
 #: an lr's run stops (counted as not reaching) past this multiple of the best score so far
