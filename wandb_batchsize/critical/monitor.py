@@ -26,10 +26,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wandb_batchsize.backends import backend_for
-from wandb_batchsize.critical import measure as _measure
+from wandb_batchsize.critical import options as checks
+from wandb_batchsize.critical.measure import measure_with_backend
 from wandb_batchsize.critical.progress import CriticalProgress
 from wandb_batchsize.critical.result import CriticalBatchResult
 from wandb_batchsize.critical.rules import optimizer_kind_of
+from wandb_batchsize.critical.runner import Settings
 
 
 class CriticalBatchMonitor:
@@ -52,7 +54,7 @@ class CriticalBatchMonitor:
         every: int = 1000,
         optimizer: Any = None,
         optimizer_kwargs: Mapping[str, Any] | None = None,
-        reference_batch: int = _measure.DEFAULT_REFERENCE_BATCH,
+        reference_batch: int = checks.DEFAULT_REFERENCE_BATCH,
         max_batch_size: int | None = None,
         batch_sizes: Sequence[int] | None = None,
         max_steps: int = 200,
@@ -67,7 +69,7 @@ class CriticalBatchMonitor:
         verbose: bool = False,
         **backend_options: Any,
     ) -> None:
-        self.every = _measure._positive_int(every, "every")
+        self.every = checks.positive_int(every, "every")
         kind = optimizer_kind_of(optimizer, optimizer_kind)
         options = dict(backend_options)
         if optimizer_kwargs:
@@ -81,19 +83,19 @@ class CriticalBatchMonitor:
         if max_batch_size is None and batch_sizes is None:
             max_batch_size = 32 * int(reference_batch)
         self.data = data
-        self.settings = _measure.Settings(
-            lr=_measure._reference_lr(self.backend, lr, optimizer_kwargs, optimizer),
-            sizes=_measure._grid(self.backend, data, reference_batch, batch_sizes, max_batch_size),
+        self.settings = Settings(
+            lr=checks.reference_lr(self.backend, lr, optimizer_kwargs, optimizer),
+            sizes=checks.grid(self.backend, data, reference_batch, batch_sizes, max_batch_size),
             optimizer_kind=kind,
-            max_steps=_measure._positive_int(max_steps, "max_steps"),
-            reference_steps=_measure._positive_int(reference_steps, "reference_steps"),
+            max_steps=checks.positive_int(max_steps, "max_steps"),
+            reference_steps=checks.positive_int(reference_steps, "reference_steps"),
             max_samples=None
             if max_samples is None
-            else _measure._positive_int(max_samples, "max_samples"),
+            else checks.positive_int(max_samples, "max_samples"),
             seed=int(seed),
-            repeats=_measure._positive_int(repeats, "repeats"),
+            repeats=checks.positive_int(repeats, "repeats"),
             val_data=val_data,
-            eval_size=_measure._positive_int(eval_size, "eval_size"),
+            eval_size=checks.positive_int(eval_size, "eval_size"),
             n_boot=200,
         )
         self.log_to_wandb = log_to_wandb
@@ -112,7 +114,7 @@ class CriticalBatchMonitor:
     def measure(self, step: int) -> CriticalBatchResult | None:
         """Measure now, from the current weights; None (with one warning) if it fails."""
         try:
-            result = _measure.measure_with_backend(
+            result = measure_with_backend(
                 self.backend, self.data, self.settings, progress=CriticalProgress(self.verbose)
             )
         except Exception as exc:  # noqa: BLE001 - a monitor must never stop training
