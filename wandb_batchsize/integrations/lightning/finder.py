@@ -27,13 +27,12 @@ the Trainer's ``WandbLogger`` run (or ``wandb.run``), by rank zero only.
 
 from __future__ import annotations
 
-import contextlib
-import inspect
-from collections.abc import Iterator
 from typing import Any
 
 from wandb_batchsize.integrations._finder_log import record
+from wandb_batchsize.integrations._finder_options import check_finder_options
 from wandb_batchsize.integrations._global_batch import split_global_batch
+from wandb_batchsize.integrations._torch_rng import same_rng
 from wandb_batchsize.integrations.lightning._base import callback_bases, wandb_logger_run
 from wandb_batchsize.integrations.lightning._finder_step import LightningStep
 from wandb_batchsize.integrations.lightning.batch_attribute import BatchSizeAttribute
@@ -41,37 +40,7 @@ from wandb_batchsize.integrations.lightning.batch_attribute import BatchSizeAttr
 __all__ = ["BatchSizeFinder"]
 
 SOURCE = "BatchSizeFinder"
-#: find_batch_size options the callback decides itself
-_OWNED = (
-    "model",
-    "sample",
-    "sample_fn",
-    "max_length",
-    "optimizer",
-    "loss_fn",
-    "step_fn",
-    "precision",
-    "input_shape",
-    "log_to_wandb",
-    "verbose",
-)
 _DEFAULT_MAX = 4096
-
-
-def _finder_options(options: dict[str, Any]) -> dict[str, Any]:
-    from wandb_batchsize.memory.finder import find_batch_size
-
-    allowed = set(inspect.signature(find_batch_size).parameters) - set(_OWNED)
-    owned = sorted(set(options) & set(_OWNED))
-    if owned:
-        raise TypeError(
-            f"BatchSizeFinder sets {owned} itself: the step is the module's training_step with "
-            "the optimizers configure_optimizers returns and the Trainer's precision"
-        )
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise TypeError(f"unknown find_batch_size option(s) {unknown}; allowed: {sorted(allowed)}")
-    return options
 
 
 def train_loaders(trainer: Any) -> Any:
@@ -94,22 +63,6 @@ def first_train_batch(trainer: Any, loaders: Any) -> Any:
     finally:
         combined._iterator = None
     return trainer.strategy.batch_to_device(batch)
-
-
-@contextlib.contextmanager
-def same_rng(device: Any) -> Iterator[None]:
-    """Every random stream as it was on entry (the data loader's shuffle draws a seed)."""
-    import torch
-
-    from wandb_batchsize.backends.base import host_rng_state, restore_host_rng
-
-    host = host_rng_state()
-    cuda = [device.index or 0] if getattr(device, "type", "") == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=cuda):
-            yield
-    finally:
-        restore_host_rng(host)
 
 
 def _dataset_len(loaders: Any) -> int | None:
@@ -190,7 +143,7 @@ class BatchSizeFinder(*callback_bases()):  # type: ignore[misc]
         self.max_batch_size = max_batch_size
         self.verbose = verbose
         self.log_to_wandb = log_to_wandb
-        self.finder_options = _finder_options(dict(finder_options))
+        self.finder_options = check_finder_options(dict(finder_options), SOURCE)
         self.result: Any = None
         self.optimal_batch_size: int | None = None
         self.accumulate_grad_batches: int | None = None
