@@ -133,6 +133,6 @@ def test_transformers_callback_on_a_tiny_model(offline_run, tmp_path):
     trainer.train()
     result = callback.result()
     assert result.n_steps == 20 and result.trace_cov > 0 and result.is_bounded
-    assert not callback.monitor._handles  # hooks removed at the end of training
+    assert not callback.monitor.hooks.attached  # hooks removed at the end of training
     offline_run.finish()
     assert_logged(offline_run, 2, 10, result.B_simple)

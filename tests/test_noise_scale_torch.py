@@ -228,7 +228,7 @@ def test_logs_to_an_offline_run_against_its_step(offline_run):
     assert step_metrics["gns/*"] == "gns/step"
     assert logged.summary["gns/B_simple"] == pytest.approx(final.B_simple)
     assert logged.summary["gns/n_steps"] == 30
-    assert not gns._handles  # finish() removed the hooks
+    assert not gns.hooks.attached  # finish() removed the hooks
 
 
 # -- DDP: two gloo processes on the CPU ---------------------------------------------

@@ -5,13 +5,13 @@ the McCandlish et al. (2018) estimator needs (``wandb_batchsize.analysis.noise_s
 from what training computes anyway:
 
 - **small**: the gradient of each micro-batch (under gradient accumulation) or
-  of each rank's local batch (under DDP), read by a hook on every parameter
-  *before* it is added into ``.grad`` and before DDP's all-reduce;
+  of each rank's local batch (under DDP), before it is added into ``.grad``;
 - **big**: the accumulated, all-reduced gradient in ``.grad`` at the end of the
-  backward pass that completes the optimizer step (after DDP has synchronised
-  it, before any clipping or optimizer).
+  backward pass that completes the optimizer step.
 
-Nothing is written to a gradient, so training is bitwise unchanged. The norms
+The hooks that read them are :class:`~wandb_batchsize.backends.torch_grads.GradNormHooks`;
+this module adapts optimizer steps to the estimator. Nothing is written to a
+gradient, so training is bitwise unchanged. The norms
 stay on the device as 0-d tensors; they are stacked and moved to the host once
 per ``log_every`` optimizer steps (one transfer, no per-step host sync), then
 fed to the numpy :class:`~wandb_batchsize.analysis.noise_scale.GradientNoiseScale`.
@@ -45,58 +45,15 @@ import numpy as np
 import torch
 
 from wandb_batchsize.analysis.noise_scale import GradientNoiseScale, NoiseScaleResult
+from wandb_batchsize.backends.torch_grads import (
+    GradNormHooks,
+    dist_world,
+    mean_over_ranks,
+    squared_sums,
+)
 from wandb_batchsize.tracking.run import WandbSink
 
 __all__ = ["GradientNoiseScaleMonitor"]
-
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-# Elements of micro-batch gradients held per backward pass to be reduced by one fused
-# kernel at its end (4 MiB in float32): fewer kernel launches for the many small
-# tensors of a model, a bounded amount of extra memory.
-_STASH_NUMEL = 1 << 20
-
-
-def _queue_callback(fn: Any) -> None:
-    torch.autograd.Variable._execution_engine.queue_callback(fn)
-
-
-def _dense(grad: torch.Tensor) -> torch.Tensor:
-    return grad.coalesce().values() if grad.is_sparse else grad
-
-
-def _squares(norms: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """The squares of 0-d norm tensors as one 1-D tensor on ``device``, without a host sync."""
-    dtype = torch.float64 if any(n.dtype == torch.float64 for n in norms) else torch.float32
-    if all(n.device == device and n.dtype == dtype for n in norms):
-        return torch.stack(norms).square_()
-    return torch.stack([n.to(device, dtype, non_blocking=True) for n in norms]).square_()
-
-
-def _norm(g: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(g, dtype=torch.float32 if g.dtype in _LOW_PRECISION else None)
-
-
-def _grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
-    """2-norms of many tensors with fused kernels; low precision is reduced in float32."""
-    low = [g for g in grads if g.dtype in _LOW_PRECISION]
-    rest = [g for g in grads if g.dtype not in _LOW_PRECISION]
-    try:
-        norms = list(torch._foreach_norm(rest, 2)) if rest else []
-        if low:
-            norms += list(torch._foreach_norm(low, 2, dtype=torch.float32))
-        return norms
-    except (RuntimeError, TypeError):  # mixed devices or an old torch: one by one
-        return [_norm(g) for g in grads]
-
-
-def _is_ddp(model: Any) -> bool:
-    return isinstance(model, torch.nn.parallel.DistributedDataParallel)
-
-
-def _dist_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size(), torch.distributed.get_rank()
-    return 1, 0
 
 
 class GradientNoiseScaleMonitor:
@@ -168,10 +125,10 @@ class GradientNoiseScaleMonitor:
         self.every = int(every)
         self.prefix = prefix.rstrip("/")
         self.sync_ranks = sync_ranks
-        self._ddp = model if _is_ddp(model) else None
-        dist_world, self.rank = _dist_world()
+        self.hooks = GradNormHooks(model, accumulation_steps=self.accumulation_steps, scaler=scaler)
+        world, self.rank = dist_world()
         if world_size is None:
-            world_size = dist_world if self._ddp is not None else 1
+            world_size = world if self.hooks.ddp is not None else 1
         if int(world_size) < 1:
             raise ValueError(f"world_size must be >= 1, got {world_size}")
         self.world_size = int(world_size)
@@ -184,36 +141,23 @@ class GradientNoiseScaleMonitor:
         self._warned_sizes = False
         self._steps = 0
         self._logged_step = 0
-        self._handles: list[Any] = []
-        self._params: list[torch.nn.Parameter] = []
-        self._device = torch.device("cpu")
-        self._measuring = True
         self._pending: list[torch.Tensor] = []
         # per pending step: b_small, b_big, and the host factors of the two raw sums
         self._pending_sizes: list[tuple[float, float, float, float]] = []
-        self._reset_step()
         self.attach()
 
-    # -- hooks ---------------------------------------------------------------
+    # -- hooks (backends.torch_grads) ----------------------------------------
 
     def attach(
         self, params: Iterable[torch.nn.Parameter] | None = None
     ) -> GradientNoiseScaleMonitor:
         """Register the gradient hooks (done by the constructor; idempotent)."""
-        if self._handles:
-            return self
-        self._params = [p for p in (params or self.model.parameters()) if p.requires_grad]
-        if not self._params:
-            raise ValueError("the model has no parameter that requires a gradient")
-        self._device = self._params[0].device
-        self._handles = [p.register_hook(self._on_grad) for p in self._params]
+        self.hooks.attach(params)
         return self
 
     def detach(self) -> None:
         """Remove the hooks; measured steps are kept and still flushed."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        self.hooks.detach()
 
     close = detach
 
@@ -222,83 +166,6 @@ class GradientNoiseScaleMonitor:
 
     def __exit__(self, *exc: Any) -> None:
         self.finish()
-
-    def _reset_step(self) -> None:
-        self._in_backward = False
-        self._norms: list[torch.Tensor] = []  # this backward's per-tensor norms
-        self._stash: list[torch.Tensor] = []  # this backward's small gradients, not yet reduced
-        self._stash_numel = 0
-        self._step_norms: list[torch.Tensor] = []  # every micro-batch norm of the step
-        self._n_micro = 0
-        self._big_norms: list[torch.Tensor] | None = None
-        self._big_at = -1
-        self._scale: torch.Tensor | None = None
-
-    def _on_grad(self, grad: torch.Tensor) -> None:
-        # Runs inside backward for every parameter gradient, before it is
-        # accumulated into .grad: this is one micro-batch's (one rank's) gradient.
-        # Small gradients are kept (up to _STASH_NUMEL elements per backward) and
-        # reduced together by one fused kernel at the end of the backward; larger
-        # ones get their norm here, so memory never grows by more than that.
-        if not self._measuring:
-            return None
-        if not self._in_backward:
-            self._in_backward = True
-            self._norms = []
-            self._stash = []
-            self._stash_numel = 0
-            _queue_callback(self._end_of_backward)
-        if grad.is_sparse:
-            grad = grad.coalesce().values()
-        n = grad.numel()
-        if self._stash_numel + n <= _STASH_NUMEL:
-            self._stash.append(grad.detach())
-            self._stash_numel += n
-        else:
-            with torch.no_grad():
-                self._norms.append(_norm(grad))
-        return None
-
-    def _loss_scale(self) -> torch.Tensor | None:
-        scaler = self.scaler
-        if scaler is None or not getattr(scaler, "is_enabled", lambda: True)():
-            return None
-        scale = getattr(scaler, "_scale", None)  # the device tensor: no sync
-        return scale if isinstance(scale, torch.Tensor) else None
-
-    def _end_of_backward(self) -> None:
-        # Queued by the first hook of a backward pass: runs when it finishes.
-        norms, stash = self._norms, self._stash
-        self._norms, self._stash, self._in_backward = [], [], False
-        if stash:
-            with torch.no_grad():
-                norms = norms + _grad_norms(stash)
-        if not norms:
-            return
-        self._step_norms.extend(norms)
-        self._n_micro += 1
-        scale = self._loss_scale()
-        # the scale this backward ran with (GradScaler.update() changes it in place)
-        self._scale = None if scale is None else scale.detach().clone()
-        if self._completes_step():
-            # queued from a callback, so it runs after DDP's own end-of-backward
-            # callback (queued during backward) has written the averaged gradient
-            _queue_callback(self._measure_big)
-
-    def _completes_step(self) -> bool:
-        if self._ddp is not None:
-            return bool(getattr(self._ddp, "require_forward_param_sync", True))
-        if self.accumulation_steps is not None:
-            return self._n_micro == self.accumulation_steps
-        return True
-
-    def _measure_big(self) -> None:
-        grads = [_dense(p.grad) for p in self._params if p.grad is not None]
-        if not grads:
-            return
-        with torch.no_grad():
-            self._big_norms = _grad_norms(grads)
-        self._big_at = self._n_micro
 
     # -- per optimizer step --------------------------------------------------
 
@@ -314,19 +181,13 @@ class GradientNoiseScaleMonitor:
         """
         self._steps += 1
         self._logged_step = self._steps if step is None else int(step)
-        k, micro, big, big_at, scale = (
-            self._n_micro,
-            self._step_norms,
-            self._big_norms,
-            self._big_at,
-            self._scale,
-        )
-        self._reset_step()
-        measured = self._measuring
-        self._measuring = self._steps % self.every == 0 or self.every == 1
+        norms = self.hooks.take_step()
+        measured = self.hooks.measuring
+        self.hooks.measuring = self._steps % self.every == 0 or self.every == 1
         if not measured:
             return None
-        if k == 0 or not micro or not big or big_at != k:
+        k = norms.n_micro
+        if not norms.complete:
             # no backward, or the step ended early (a short last accumulation window)
             self.n_skipped += 1
             return None
@@ -349,12 +210,7 @@ class GradientNoiseScaleMonitor:
                     stacklevel=2,
                 )
             return None
-        with torch.no_grad():
-            # sum of squared micro-batch norms and squared big norm: a few kernels, no sync
-            squares = _squares(micro + big, self._device)
-            pair = torch.stack([squares[: len(micro)].sum(), squares[len(micro) :].sum()])
-            if scale is not None:
-                pair = pair / scale.to(pair.device, pair.dtype).square()
+        pair = squared_sums(norms, self.hooks.device)  # on the device, no sync
         # host-side factors to the mean squared micro-batch norm and the squared mean
         # gradient: with "mean" each micro-batch gradient arrived divided by k, so
         # mean |g_i|^2 = k^2 * sum / k; with "sum" .grad holds k times the mean
@@ -373,10 +229,8 @@ class GradientNoiseScaleMonitor:
             data = torch.stack(self._pending)
             sizes = np.asarray(self._pending_sizes, dtype=float)
             self._pending, self._pending_sizes = [], []
-            if self.sync_ranks and self.world_size > 1 and _dist_world()[0] > 1:
-                small = data[:, 0].contiguous()
-                torch.distributed.all_reduce(small)
-                data = torch.stack([small / _dist_world()[0], data[:, 1]], dim=1)
+            if self.sync_ranks and self.world_size > 1 and dist_world()[0] > 1:
+                data = torch.stack([mean_over_ranks(data[:, 0]), data[:, 1]], dim=1)
             host = data.detach().to("cpu", torch.float64).numpy()
             self.tracker.update(
                 host[:, 0] * sizes[:, 2], host[:, 1] * sizes[:, 3], sizes[:, 0], sizes[:, 1]
