@@ -24,53 +24,24 @@ only global rank zero logs ``gns/B_simple``, ``gns/grad_sq``, ``gns/trace_cov``
 from __future__ import annotations
 
 import contextlib
-import warnings
 from typing import Any
 
-from wandb_batchsize.analysis.noise_scale import NoiseScaleResult
+from wandb_batchsize.integrations._shared import NoiseScaleCallbackAPI
 from wandb_batchsize.integrations.lightning._base import callback_bases, wandb_logger_run
-from wandb_batchsize.integrations.torch.noise_scale import GradientNoiseScaleMonitor
 
 __all__ = ["GradientNoiseScaleCallback"]
 
 
-class GradientNoiseScaleCallback(*callback_bases()):
+class GradientNoiseScaleCallback(NoiseScaleCallbackAPI, *callback_bases()):
     """Lightning callback: estimate the gradient noise scale during ``fit``.
 
-    Args:
-        batch_size: examples per micro-batch per process; default: read from
-            each batch.
-        log_every, every, decay, confidence, prefix: as
-            :class:`GradientNoiseScaleMonitor`.
-        log_to_wandb: log to W&B (else only :meth:`result`).
-        run: a W&B run to log to instead of the logger's.
+    Args as :class:`~wandb_batchsize.integrations._shared.NoiseScaleCallbackAPI`:
+    ``batch_size`` (default: read from each batch), ``log_every``, ``every``,
+    ``decay``, ``confidence``, ``prefix``, ``log_to_wandb``, ``run`` (default:
+    the trainer's ``WandbLogger`` run). ``result()`` the estimate so far.
     """
 
-    def __init__(
-        self,
-        batch_size: int | None = None,
-        *,
-        log_every: int = 50,
-        every: int = 1,
-        decay: float | None = 0.99,
-        confidence: float = 0.95,
-        prefix: str = "gns",
-        log_to_wandb: bool = True,
-        run: Any | None = None,
-    ) -> None:
-        super().__init__()
-        self.batch_size = batch_size
-        self._options = {
-            "log_every": log_every,
-            "every": every,
-            "decay": decay,
-            "confidence": confidence,
-            "prefix": prefix,
-        }
-        self.log_to_wandb = log_to_wandb
-        self._user_run = run
-        self.monitor: GradientNoiseScaleMonitor | None = None
-        self._sizes: list[int] = []
+    TWO_SIZES_HINT = "Trainer(accumulate_grad_batches>=2)"
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         import torch
@@ -79,37 +50,21 @@ class GradientNoiseScaleCallback(*callback_bases()):
         if not isinstance(model, torch.nn.parallel.DistributedDataParallel):
             model = pl_module
         automatic = bool(getattr(pl_module, "automatic_optimization", True))
-        accumulation = int(trainer.accumulate_grad_batches) if automatic else None
-        world = int(getattr(trainer, "world_size", 1) or 1)
-        if (accumulation or 1) < 2 and world < 2:
-            warnings.warn(
-                "GradientNoiseScaleCallback needs two batch sizes: set "
-                "Trainer(accumulate_grad_batches>=2) or train on >= 2 DDP processes; "
-                "nothing will be measured",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
-        run = self._user_run
-        if run is None and self.log_to_wandb:
-            run = wandb_logger_run(trainer)
-        self.monitor = GradientNoiseScaleMonitor(
+        self._start_monitor(
             model,
             self.batch_size,
-            accumulation_steps=accumulation,
-            world_size=world,
-            loss_reduction="mean",
-            scaler=scaler,
-            run=run,
-            log=self.log_to_wandb and bool(getattr(trainer, "is_global_zero", True)),
-            **self._options,
+            accumulation=int(trainer.accumulate_grad_batches) if automatic else None,
+            world=int(getattr(trainer, "world_size", 1) or 1),
+            is_main=bool(getattr(trainer, "is_global_zero", True)),
+            run=wandb_logger_run(trainer) if self.log_to_wandb else None,
+            scaler=getattr(getattr(trainer, "precision_plugin", None), "scaler", None),
         )
-        self._sizes = []
+        self._sizes: list[int] = []
 
     def on_train_batch_start(
         self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self.batch_size is None:
+        if self.batch_size is None and self.monitor is not None:
             from lightning.pytorch.utilities.data import extract_batch_size
 
             with contextlib.suppress(Exception):  # an odd batch: no size, no measurement
@@ -128,11 +83,4 @@ class GradientNoiseScaleCallback(*callback_bases()):
         self.monitor.step(batch_size=size, step=int(trainer.global_step) + 1)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-        if self.monitor is not None:
-            self.monitor.finish()
-
-    def result(self) -> NoiseScaleResult:
-        """The estimate so far (``ValueError`` before any measured step)."""
-        if self.monitor is None:
-            raise ValueError("no estimate yet: the callback has not seen training start")
-        return self.monitor.result()
+        self._finish_monitor()

@@ -30,47 +30,21 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from wandb_batchsize.analysis.noise_scale import NoiseScaleResult
-from wandb_batchsize.integrations.torch.noise_scale import GradientNoiseScaleMonitor
+from wandb_batchsize.integrations._shared import NoiseScaleCallbackAPI
 
 __all__ = ["GradientNoiseScaleCallback"]
 
 
-class GradientNoiseScaleCallback(TrainerCallback):
+class GradientNoiseScaleCallback(NoiseScaleCallbackAPI, TrainerCallback):
     """``TrainerCallback``: estimate the gradient noise scale during ``train()``.
 
-    Args:
-        batch_size: examples per micro-batch per process (default
-            ``args.train_batch_size``).
-        log_every, every, decay, confidence, prefix: as
-            :class:`GradientNoiseScaleMonitor`.
-        log_to_wandb: log to W&B (else only :meth:`result`).
-        run: a W&B run to log to instead of ``wandb.run``.
+    Args as :class:`~wandb_batchsize.integrations._shared.NoiseScaleCallbackAPI`:
+    ``batch_size`` (default ``args.train_batch_size``), ``log_every``, ``every``,
+    ``decay``, ``confidence``, ``prefix``, ``log_to_wandb``, ``run`` (default
+    ``wandb.run``). ``result()`` the estimate so far.
     """
 
-    def __init__(
-        self,
-        batch_size: int | None = None,
-        *,
-        log_every: int = 50,
-        every: int = 1,
-        decay: float | None = 0.99,
-        confidence: float = 0.95,
-        prefix: str = "gns",
-        log_to_wandb: bool = True,
-        run: Any | None = None,
-    ) -> None:
-        self.batch_size = batch_size
-        self._options = {
-            "log_every": log_every,
-            "every": every,
-            "decay": decay,
-            "confidence": confidence,
-            "prefix": prefix,
-        }
-        self.log_to_wandb = log_to_wandb
-        self._run = run
-        self.monitor: GradientNoiseScaleMonitor | None = None
+    TWO_SIZES_HINT = "TrainingArguments(gradient_accumulation_steps>=2)"
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
         if model is None:
@@ -80,27 +54,12 @@ class GradientNoiseScaleCallback(TrainerCallback):
                 stacklevel=2,
             )
             return
-        accumulation = int(args.gradient_accumulation_steps)
-        world = int(getattr(args, "world_size", 1) or 1)
-        if accumulation < 2 and world < 2:
-            warnings.warn(
-                "GradientNoiseScaleCallback needs two batch sizes: set "
-                "TrainingArguments(gradient_accumulation_steps>=2) or train on >= 2 processes; "
-                "nothing will be measured",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        if self.monitor is not None:
-            self.monitor.detach()
-        self.monitor = GradientNoiseScaleMonitor(
+        self._start_monitor(
             model,
             self.batch_size or int(args.train_batch_size),
-            accumulation_steps=accumulation,
-            world_size=world,
-            loss_reduction="mean",
-            run=self._run,
-            log=self.log_to_wandb and bool(getattr(state, "is_world_process_zero", True)),
-            **self._options,
+            accumulation=int(args.gradient_accumulation_steps),
+            world=int(getattr(args, "world_size", 1) or 1),
+            is_main=bool(getattr(state, "is_world_process_zero", True)),
         )
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any):
@@ -108,11 +67,4 @@ class GradientNoiseScaleCallback(TrainerCallback):
             self.monitor.step(step=int(state.global_step))
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any):
-        if self.monitor is not None:
-            self.monitor.finish()
-
-    def result(self) -> NoiseScaleResult:
-        """The estimate so far (``ValueError`` before any measured step)."""
-        if self.monitor is None:
-            raise ValueError("no estimate yet: the callback has not seen training start")
-        return self.monitor.result()
+        self._finish_monitor()
