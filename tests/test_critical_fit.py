@@ -143,3 +143,15 @@ def test_result_summary_and_lr_for():
     assert "B_crit = 96" in text and "lower bound" in text and "warning:" in text
     with pytest.raises(AttributeError):
         r.B_crit = 1.0  # frozen
+
+
+def test_the_grid_stops_after_two_sizes_without_gain():
+    from wandb_batchsize.critical.runner import _saturated
+
+    steps = {8: [100.0], 16: [52.0], 32: [50.0], 64: [30.0], 128: [29.0], 256: [28.0]}
+    sizes = sorted(steps)
+    assert _saturated(steps, sizes[:3]) == ""  # 32 barely gains on 16, but one size is not enough
+    assert _saturated(steps, sizes[:4]) == ""  # 64 gains again: keep going
+    assert _saturated(steps, sizes[:5]) == ""
+    note = _saturated(steps, sizes)  # 128 and 256 both within 10 % of 64
+    assert "past 64 need no fewer steps" in note and "128: 29, 256: 28" in note

@@ -245,3 +245,10 @@ def test_adam_uses_the_surge_rule():
     )
     # Adam's steps saturate far below B_noise = d + 1 here (sign-like steps, lr-limited)
     assert result.B_crit < B_NOISE, result.summary()
+
+
+@pytest.mark.slow
+def test_the_grid_stops_early_once_steps_saturate(capsys):
+    result = measure(regression_model(), max_batch_size=4096, repeats=1, verbose=True)
+    assert max(result.batch_sizes) < 4096
+    assert "the grid stops here" in capsys.readouterr().out
