@@ -136,3 +136,41 @@ def test_transformers_callback_on_a_tiny_model(offline_run, tmp_path):
     assert not callback.monitor.hooks.attached  # hooks removed at the end of training
     offline_run.finish()
     assert_logged(offline_run, 2, 10, result.B_simple)
+
+
+def test_lightning_skips_the_short_last_accumulation_window():
+    """Issue 14, item 4, for the noise scale: with 5 batches an epoch and
+    accumulate_grad_batches=2 the third step of each epoch has one micro-batch
+    (one batch size only): it is skipped, not measured at a wrong size."""
+    pl = pytest.importorskip("lightning.pytorch")
+    from wandb_batchsize.integrations.lightning import GradientNoiseScaleCallback
+
+    x, y, w, _ = regression_data(40)
+
+    class Regression(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(D, 1, bias=False)
+
+        def training_step(self, batch, batch_idx):
+            xb, yb = batch
+            return 0.5 * ((self.lin(xb)[:, 0] - yb) ** 2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+    callback = GradientNoiseScaleCallback(log_every=4, log_to_wandb=False)
+    trainer = pl.Trainer(
+        max_epochs=3,
+        accumulate_grad_batches=2,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[callback],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(Regression(), loader)
+    assert trainer.global_step == 9
+    assert callback.monitor.n_skipped == 3 and callback.result().n_steps == 6
