@@ -218,7 +218,7 @@ def test_a_dataset_works_too():
         half_mse,
         lr=1 / 32,
         reference_batch=2,
-        max_batch_size=64,
+        max_batch_size=32,
         max_steps=400,
         repeats=1,
         log_to_wandb=False,
