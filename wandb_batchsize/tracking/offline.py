@@ -195,26 +195,24 @@ def scan_run(run_dir: str | Path) -> OfflineRun:
     )
 
 
-def _settling(run: OfflineRun, window: float) -> bool:
-    """The run has not recorded its end, and its file changed within ``window`` s:
-    W&B's core process may still be writing it (``run.finish()`` can return first)."""
-    if run.exit_code is not None or run.problem not in (None, NO_RUN_RECORD):
-        return False  # ended, or damaged (not a file still being written)
-    files = sorted(run.path.glob("run-*.wandb"))
-    return bool(files) and time.time() - files[0].stat().st_mtime < window
+def _unfinished(run: OfflineRun) -> bool:
+    """The run has not recorded its end and its file is not damaged: W&B's core process
+    may still be writing it (``run.finish()`` can return first, and under load the
+    records can land seconds later, long after the file was created)."""
+    return run.exit_code is None and run.problem in (None, NO_RUN_RECORD)
 
 
-def read_run(run_dir: str | Path, *, settle: float = 5.0) -> OfflineRun:
+def read_run(run_dir: str | Path, *, settle: float = 10.0) -> OfflineRun:
     """Read one run folder (``wandb/offline-run-*`` or ``wandb/run-*``) or run file;
     ``RunFileError`` (one line) if its file is missing or damaged.
 
-    A run whose file was written in the last ``settle`` seconds and has no exit record
-    yet is read again until it has one (W&B writes the file from another process,
-    and a just-finished run's last records can land a moment after ``finish()``).
+    A run with no exit record yet is read again, for up to ``settle`` seconds, until
+    it has one (W&B writes the file from another process, and a just-finished run's
+    records can land a moment after ``finish()``). A finished run is read once.
     """
     run = scan_run(run_dir)
     deadline = time.monotonic() + settle
-    while _settling(run, settle) and time.monotonic() < deadline:
+    while _unfinished(run) and time.monotonic() < deadline:
         time.sleep(0.05)
         run = scan_run(run_dir)
     if run.problem:
