@@ -179,6 +179,8 @@ def capped_child(out: Path, cap_mb: float) -> None:
         found=None if result is None else result.batch_size,
         max_fitting=None if result is None else result.max_fitting,
         confirmed=None if result is None else result.confirmed,
+        searched=None if result is None else result.searched_batch_size,
+        step_downs=None if result is None else list(result.step_downs),
         ooms=None if result is None else result.oom_events,
         probes=None if result is None else len(result.probes),
     )

@@ -136,6 +136,8 @@ def capped_child(out: Path, cap_mb: float) -> None:
         found=result.batch_size,
         max_fitting=result.max_fitting,
         confirmed=result.confirmed,
+        searched=result.searched_batch_size,
+        step_downs=list(result.step_downs),
         ooms=result.oom_events,
         max_length=result.max_length,
         train_sizes=sorted({s[0] for s in model.shapes}),
@@ -152,7 +154,7 @@ def test_the_split_trains_20_steps_right_after_a_real_oom(tmp_path):
     )
     out = tmp_path / "report.json"
     proc = subprocess.run(
-        [sys.executable, str(HERE), str(out), "48"],
+        [sys.executable, str(HERE), str(out), "96"],
         env=env,
         cwd=str(ROOT),
         capture_output=True,
