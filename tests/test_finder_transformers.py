@@ -6,10 +6,12 @@
 - the model, the RNG and ``trainer.optimizer`` are as before the search;
 - the probes run at the longest sequence of the dataset (the worst case);
 - the global batch split exactly (closed-form cases) and bad input refused;
-- ``batch_finder/*`` on the run the Trainer's ``WandbCallback`` starts.
+- ``batch_finder/*`` on the run the Trainer's ``WandbCallback`` starts;
+- two gloo ranks under ``torch.distributed.run`` agree on the smaller ceiling.
 
-Run as a script (``python tests/test_finder_transformers.py OUT CAP_MB``) it is
-the capped child.
+Run as a script (``python tests/test_finder_transformers.py OUT CAP_MB``, or
+``ddp OUT`` under ``torch.distributed.run``) it is the child of the capped and
+two-rank tests.
 """
 
 from __future__ import annotations
@@ -171,6 +173,30 @@ def test_the_split_trains_20_steps_right_after_a_real_oom(tmp_path):
     assert report["train_sizes"] == [report["per_device"]], report
 
 
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+@pytest.mark.timeout(240)
+def test_two_torchrun_ranks_agree_and_keep_the_global_batch(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env.update(CUDA_VISIBLE_DEVICES="", WANDB_MODE="disabled")
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.run(
+        [*run, str(HERE), "ddp", str(tmp_path)],
+        env=env,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=220,
+    )
+    ranks = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank*.json"))]
+    assert len(ranks) == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
+    for r in ranks:
+        # rank 1 fits 48, rank 0 fits 96: both take 48 -> 43 -> 40; 64 per rank -> 32 x 2
+        assert r["world"] == 2 and r["max_fitting"] == 48 and r["found"] == 40, ranks
+        assert (r["per_device"], r["accumulation"]) == (32, 2), ranks
+        assert r["per_device"] * r["accumulation"] * r["world"] == 128
+        assert r["global_step"] == 2, ranks
+
+
 def test_the_search_leaves_model_rng_and_optimizer_as_they_were(tmp_path):
     model = tiny_gpt2(limit=70)
     trainer = make_trainer(model, tmp_path, max_steps=1, bf16=True)
@@ -265,5 +291,35 @@ def test_the_answer_lands_on_the_run_the_wandb_callback_starts(wandb_env, tmp_pa
     assert logged.history_of("train/loss")  # the Trainer's own logging went to the same run
 
 
+def ddp_child(out: Path) -> None:
+    """One of two torchrun ranks: rank 1 fits 48 sequences, rank 0 fits 96."""
+    torch.set_num_threads(1)
+    rank = int(os.environ["RANK"])
+    model = tiny_gpt2(limit=(96, 48)[rank])
+    trainer = make_trainer(model, out, max_steps=2)
+    result = fit_batch_size(
+        trainer,
+        global_batch_size=128,
+        verbose=False,
+        log_to_wandb=False,
+        tolerance=0,
+        min_batch_size=16,
+    )
+    trainer.train()
+    report = {
+        "rank": rank,
+        "world": trainer.args.world_size,
+        "max_fitting": result.max_fitting,
+        "found": result.batch_size,
+        "per_device": trainer.args.per_device_train_batch_size,
+        "accumulation": trainer.args.gradient_accumulation_steps,
+        "global_step": trainer.state.global_step,
+    }
+    (out / f"rank{rank}.json").write_text(json.dumps(report))
+
+
 if __name__ == "__main__":
-    capped_child(Path(sys.argv[1]), float(sys.argv[2]))
+    if sys.argv[1] == "ddp":
+        ddp_child(Path(sys.argv[2]))
+    else:
+        capped_child(Path(sys.argv[1]), float(sys.argv[2]))
