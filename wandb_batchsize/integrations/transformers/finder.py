@@ -29,6 +29,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from transformers import Trainer  # imported here: a missing extra is named on first use
+
 from wandb_batchsize.integrations._finder_log import record
 from wandb_batchsize.integrations._finder_options import check_finder_options
 from wandb_batchsize.integrations._global_batch import split_global_batch
@@ -42,8 +44,6 @@ _DEFAULT_MAX = 4096
 
 
 def _check_trainer(trainer: Any) -> None:
-    from transformers import Trainer
-
     if not isinstance(trainer, Trainer):
         raise TypeError(
             f"fit_batch_size needs a transformers.Trainer, got {type(trainer).__name__}"
