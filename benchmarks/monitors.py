@@ -3,6 +3,7 @@
     python benchmarks/monitors.py              # print the section
     python benchmarks/monitors.py --write      # also replace "## Monitors" in BENCHMARKS.md
     python benchmarks/monitors.py --quick      # a smoke run (small numbers, not for the record)
+    python benchmarks/monitors.py --out benchmarks/results/monitors.md   # the section to a file
 
 1. Overhead, per framework, in one process: the same training loop of a small
    model (an MLP 256-512-512-10, 0.4 M parameters, batch 128, CPU, one thread)
@@ -408,7 +409,7 @@ def _clear_analysis_caches() -> None:
 
 def check_costs(sizes: list[int]) -> list[dict]:
     """One check (analysis + W&B scalars and charts, offline) after N steps."""
-    from wandb_batchsize.integrations._core import MonitorCore
+    from wandb_batchsize.monitor import MonitorCore
 
     rng = np.random.default_rng(0)
     rows = []
@@ -485,6 +486,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="replace the BENCHMARKS.md section")
     parser.add_argument("--quick", action="store_true", help="smoke run with small numbers")
     parser.add_argument("--frameworks", default="torch,keras,lightning,transformers")
+    parser.add_argument("--out", type=Path, help="also write the section to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
     info = machine()
@@ -611,6 +613,10 @@ def main() -> None:
     section = "\n".join(lines)
     print()
     print(section)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(section + "\n")
+        print(f"wrote {args.out}")
     if args.write:
         path = ROOT / "BENCHMARKS.md"
         text = path.read_text() if path.exists() else "# Benchmarks\n"
