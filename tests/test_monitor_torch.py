@@ -122,10 +122,13 @@ def test_no_host_device_synchronisation_between_checks():
 def test_the_sweep_program_gets_a_result_on_a_64_step_run(wandb_env):
     """Issue 14, item 1: sweeps/train.py with --batch_size=64 trains 64 steps; with its
     old detrend=50 the monitor needed 69 and wrote no result."""
-    from wandb_batchsize.demo import sweep_train
+    import subprocess
+    import sys
 
-    assert sweep_train.main(["--batch_size=64", "--project=monitor-sweep"]) == 0
-    (run_dir,) = (wandb_env / "wandb").glob("offline-run-*")
+    # its own process: wandb reads WANDB_DIR once per process (the fixture's dirs)
+    program = [sys.executable, "-m", "wandb_batchsize.demo.sweep_train", "--batch_size=64"]
+    subprocess.run([*program, "--project=monitor-sweep"], check=True, capture_output=True)
+    (run_dir,) = wandb_env.rglob("offline-run-*")
     logged = read_run(run_dir)
     assert logged.summary["susceptibility/final/steps"] == 64
     assert logged.summary["susceptibility/final/detrend"] == "linear"  # < 100 steps
