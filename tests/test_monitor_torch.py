@@ -122,12 +122,17 @@ def test_no_host_device_synchronisation_between_checks():
 def test_the_sweep_program_gets_a_result_on_a_64_step_run(wandb_env):
     """Issue 14, item 1: sweeps/train.py with --batch_size=64 trains 64 steps; with its
     old detrend=50 the monitor needed 69 and wrote no result."""
+    import os
     import subprocess
     import sys
 
-    # its own process: wandb reads WANDB_DIR once per process (the fixture's dirs)
+    # its own process: wandb reads WANDB_DIR once per process (the fixture's dirs); not
+    # through this process's W&B service (wandb.init exports WANDB_SERVICE to children)
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
     program = [sys.executable, "-m", "wandb_batchsize.demo.sweep_train", "--batch_size=64"]
-    subprocess.run([*program, "--project=monitor-sweep"], check=True, capture_output=True)
+    subprocess.run(
+        [*program, "--project=monitor-sweep"], check=True, capture_output=True, env=env
+    )
     (run_dir,) = wandb_env.rglob("offline-run-*")
     logged = read_run(run_dir)
     assert logged.summary["susceptibility/final/steps"] == 64
