@@ -95,6 +95,10 @@ class Reading:
     headroom_bytes: int | None = None
     budget_bytes: int | None = None
 
+    def exceeds(self, target_bytes: int | None) -> bool:
+        """Over a user-named target: only such a target turns a reading into a failure."""
+        return target_bytes is not None and self.headroom_bytes is not None and self.headroom_bytes < 0
+
 
 class NullMeter:
     """A backend with no memory readings: the search falls back to doubling + bisection."""
@@ -227,11 +231,7 @@ class ProcessMeter:
 
     def over_budget(self, reading: Reading) -> bool:
         """Only a user-named target turns a reading into a failure on the host."""
-        return (
-            self.target_bytes is not None
-            and reading.headroom_bytes is not None
-            and reading.headroom_bytes < 0
-        )
+        return reading.exceeds(self.target_bytes)
 
 
 def host_meter(target_bytes: int | None = None, model_bytes: int = 0) -> ProcessMeter | NullMeter:

@@ -64,11 +64,7 @@ class TorchDeviceMeter:
         return Reading(peak_bytes=peak, headroom_bytes=headroom, budget_bytes=budget)
 
     def over_budget(self, reading: Reading) -> bool:
-        return (
-            self.target_bytes is not None
-            and reading.headroom_bytes is not None
-            and reading.headroom_bytes < 0
-        )
+        return reading.exceeds(self.target_bytes)
 
 
 def meter_for(device: torch.device, target_bytes: int | None, resident_bytes: int) -> Any:
