@@ -20,7 +20,7 @@ from typing import Any
 
 from wandb_batchsize.backends import backend_for, restoring
 from wandb_batchsize.critical import fit
-from wandb_batchsize.critical.branch import DataSource
+from wandb_batchsize.critical.branch import DataSource, is_sample_fn
 from wandb_batchsize.critical.options import DEFAULT_REFERENCE_BATCH
 from wandb_batchsize.critical.options import grid as _grid
 from wandb_batchsize.critical.options import positive_int as _positive_int
@@ -43,7 +43,7 @@ def measure_critical_batch(
     lr: float | None = None,
     reference_batch: int = DEFAULT_REFERENCE_BATCH,
     batch_sizes: Sequence[int] | None = None,
-    max_batch_size: int | None = None,
+    max_batch_size: int | str | None = None,
     val_data: Any = None,
     target: float | None = None,
     max_steps: int = 1000,
@@ -55,6 +55,7 @@ def measure_critical_batch(
     eval_size: int = 1024,
     log_to_wandb: bool = True,
     verbose: bool = True,
+    memory_options: Mapping[str, Any] | None = None,
     **backend_options: Any,
 ) -> CriticalBatchResult:
     """Measure the critical batch size of ``model`` on ``data`` from its current state.
@@ -72,7 +73,10 @@ def measure_critical_batch(
             ``optimizer_kwargs["lr"]`` or the optimizer's own).
         reference_batch, max_batch_size, batch_sizes: the grid (default powers
             of two from ``reference_batch`` to ``min(128 x reference_batch,
-            len(data))``), or the sizes given.
+            len(data))``), or the sizes given. ``max_batch_size="memory"``: up
+            to the memory ceiling of this training step, found first with
+            :func:`wandb_batchsize.find_batch_size` on a batch of ``data``
+            (confirmed to train; options in ``memory_options``).
         val_data: where the target is evaluated (default: one fixed batch of
             ``eval_size`` examples drawn from ``data``).
         target: the loss to reach; default the loss the reference batch
@@ -92,6 +96,10 @@ def measure_critical_batch(
     backend = backend_for(
         model, loss_fn=loss_fn, optimizer=optimizer if optimizer is not None else "sgd", **options
     )
+    if max_batch_size == "memory":
+        max_batch_size = _memory_ceiling(
+            backend, data, reference_batch, seed, verbose, memory_options, backend_options
+        )
     settings = Settings(
         lr=_reference_lr(backend, lr, optimizer_kwargs, optimizer),
         sizes=_grid(backend, data, reference_batch, batch_sizes, max_batch_size),
@@ -113,6 +121,31 @@ def measure_critical_batch(
 
         log_critical_batch(result)
     return result
+
+
+def _memory_ceiling(
+    backend: Any,
+    data: Any,
+    reference_batch: int,
+    seed: int,
+    verbose: bool,
+    memory_options: Mapping[str, Any] | None,
+    backend_options: Mapping[str, Any],
+) -> int:
+    """The confirmed memory ceiling of the backend's step on a batch drawn from ``data``."""
+    from wandb_batchsize.memory import find_batch_size
+
+    passed = {k: backend_options[k] for k in ("step_fn", "precision") if k in backend_options}
+    options = {"verbose": verbose, "log_to_wandb": False, **passed, **dict(memory_options or {})}
+    with restoring(backend.snapshot()):  # drawing the sample leaves no trace in the RNGs
+        if is_sample_fn(data):
+            options.setdefault("sample_fn", data)
+        else:
+            size = _positive_int(reference_batch, "reference_batch")
+            options.setdefault("sample", next(iter(DataSource(backend, data).batches(size, seed))))
+        options.setdefault("optimizer", backend.new_optimizer()[0])  # the measurement's kind
+        found = find_batch_size(backend.model, loss_fn=backend.loss_fn, **options)
+    return int(found.batch_size)
 
 
 def measure_with_backend(
