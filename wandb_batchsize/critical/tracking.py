@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from wandb_batchsize.tracking.run import WandbSink
+from wandb_batchsize.tracking.run import WandbSink, reraise, table_cell
 
 PREFIX = "critical_batch"
 B_CRIT = f"{PREFIX}/B_crit"
@@ -105,7 +105,7 @@ def log_critical_batch(result: Any, run: Any | None = None, *, preset: str | Non
 
         table = wandb.Table(
             columns=TABLE_COLUMNS,
-            data=[[_cell(row.as_dict()[c]) for c in TABLE_COLUMNS] for row in result.table],
+            data=[[table_cell(row.as_dict()[c]) for c in TABLE_COLUMNS] for row in result.table],
         )
         curve = wandb.Table(columns=CHART_COLUMNS, data=chart_rows(result))
         title = f"steps to target vs batch size, B_crit = {result.B_crit:.4g}"
@@ -116,7 +116,7 @@ def log_critical_batch(result: Any, run: Any | None = None, *, preset: str | Non
             fields = {"x": "log2_batch_size", "y": "log10_steps", "stroke": "series"}
         chart = wandb.plot_table(preset, curve, fields, {"title": title})
     except Exception as exc:  # noqa: BLE001 - W&B must never stop the caller
-        return sink._guard("table", _raise, exc)
+        return sink._guard("table", reraise, exc)
     values = scalars(result)
     ok = sink.log({**values, TABLE: table, CHART: chart})
     return sink.summary_update(values) and ok
@@ -141,11 +141,3 @@ def log_local(sink: WandbSink, step: int, result: Any) -> bool:
     return sink.log({k: v for k, v in row.items() if v is not None})
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _raise(exc: Exception) -> None:
-    raise exc

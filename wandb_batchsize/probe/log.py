@@ -21,7 +21,7 @@ def log_probe(
     ``probe/metric``, ``probe/budget``, ``probe/samples_per_size``,
     ``probe/oom_batch_size``. Does nothing without a run; never raises.
     """
-    from wandb_batchsize.tracking.run import WandbSink
+    from wandb_batchsize.tracking.run import WandbSink, reraise, table_cell
 
     sink = WandbSink(run, name="probe_batch_sizes")
     if not sink.enabled:
@@ -29,10 +29,10 @@ def log_probe(
     try:
         import wandb
 
-        rows = [[_cell(row[c]) for c in TABLE_COLUMNS] for row in result.table()]
+        rows = [[table_cell(row[c]) for c in TABLE_COLUMNS] for row in result.table()]
         table = wandb.Table(columns=TABLE_COLUMNS, data=rows)
     except Exception as exc:  # noqa: BLE001 - W&B must never stop the caller
-        return sink._guard("table", _raise, exc)
+        return sink._guard("table", reraise, exc)
     summary: dict[str, Any] = {
         f"{prefix}/metric": result.metric,
         f"{prefix}/budget": result.budget,
@@ -73,11 +73,3 @@ def _finite(value: Any) -> bool:
         return False
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _raise(exc: Exception) -> None:
-    raise exc

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from wandb_batchsize.tracking.run import WandbSink
+from wandb_batchsize.tracking.run import WandbSink, reraise
 
 BUILTIN_PRESET = "wandb/line/v0"
 VEGA_SPEC_PATH = Path(str(resources.files("wandb_batchsize.tracking") / "vega" / "susceptibility.json"))
@@ -91,9 +91,6 @@ def log_susceptibility_charts(
     try:
         charts = susceptibility_charts(result, prefix=prefix, preset=preset, value_label=value_label)
     except Exception as exc:  # noqa: BLE001 - a chart must never stop training
-        return sink._guard("chart", _raise, exc)
+        return sink._guard("chart", reraise, exc)
     return sink.log({**(extra or {}), **charts})
 
-
-def _raise(exc: Exception) -> None:
-    raise exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from collections.abc import Mapping
@@ -100,3 +101,15 @@ class WandbSink:
             "config update",
             lambda: self.run.config.update(dict(data), allow_val_change=allow_val_change),
         )
+
+
+def table_cell(value: Any) -> Any:
+    """A value for a ``wandb.Table`` cell: a non-finite float becomes None (an empty cell)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def reraise(exc: Exception) -> None:
+    """For ``WandbSink._guard(what, reraise, exc)``: report an error caught outside it."""
+    raise exc
