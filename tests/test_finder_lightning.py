@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -250,7 +251,11 @@ def test_the_size_set_on_fit_start_trains_20_steps_under_a_real_cap(tmp_path):
     # 96 MiB: at 64 MiB, on a loaded machine, fit's own allocations beyond the step once
     # failed at the confirmed size (recorded in the issue-13 closing note)
     proc = _run_child("capped", str(out), "96", timeout=220)
-    assert out.exists(), proc.stdout[-2000:] + proc.stderr[-3000:]
+    if not out.exists() and proc.returncode == -signal.SIGSEGV:
+        # libtorch occasionally segfaults inside a native allocation at an RLIMIT_AS cap
+        # (as in test_memory_capped_default.py): that one case is retried once
+        proc = _run_child("capped", str(out), "96", timeout=220)
+    assert out.exists(), f"rc={proc.returncode}\n" + proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["fit_ok"], report
     assert report["ooms"] >= 1, report  # the ceiling was reached for real
