@@ -63,21 +63,24 @@ def _tiny_model():
     return transformers.BertForSequenceClassification(config)
 
 
-def test_trainer_callback_analyses_each_optimizer_step_loss(wandb_env, tmp_path):
-    callback = SusceptibilityCallback(check_every=20, window=500, max_overhead=None)
-    args = transformers.TrainingArguments(
+def _cpu_args(tmp_path, **overrides):
+    """TrainingArguments of a quick CPU run that reports to W&B and saves nothing."""
+    return transformers.TrainingArguments(
         output_dir=str(tmp_path / "out"),
-        max_steps=60,
         per_device_train_batch_size=4,
-        gradient_accumulation_steps=2,
-        logging_steps=20,
         learning_rate=1e-3,
         report_to="wandb",
         save_strategy="no",
         use_cpu=True,
         disable_tqdm=True,
         dataloader_num_workers=0,
+        **overrides,
     )
+
+
+def test_trainer_callback_analyses_each_optimizer_step_loss(wandb_env, tmp_path):
+    callback = SusceptibilityCallback(check_every=20, window=500, max_overhead=None)
+    args = _cpu_args(tmp_path, max_steps=60, gradient_accumulation_steps=2, logging_steps=20)
     trainer = _RecordingTrainer(
         model=_tiny_model(), args=args, train_dataset=_Tokens(), callbacks=[callback]
     )
@@ -122,18 +125,7 @@ def test_the_defaults_give_checks_and_a_final_result_on_a_400_step_fine_tune(wan
     """Issue 14, item 1: with the default detrend a 400-step run used to log nothing
     (a 1000-step moving average needs 1019 steps); "auto" now fits the run's length."""
     callback = SusceptibilityCallback(check_every=100)
-    args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "out"),
-        max_steps=400,
-        per_device_train_batch_size=4,
-        logging_steps=100,
-        learning_rate=1e-3,
-        report_to="wandb",
-        save_strategy="no",
-        use_cpu=True,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-    )
+    args = _cpu_args(tmp_path, max_steps=400, logging_steps=100)
     trainer = transformers.Trainer(
         model=_tiny_model(), args=args, train_dataset=_Tokens(), callbacks=[callback]
     )
